@@ -1,0 +1,186 @@
+"""Read a YAML file into :class:`~edge.config.model.Config`, with every error located.
+
+Each problem becomes one line ``FILE:LINE: key.path: message``. Relative paths in the
+file are taken relative to the file's own directory, so a config works from any cwd.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+from pydantic import ValidationError
+
+from edge.config.model import Config
+from edge.errors import ConfigError
+
+# Keys whose values are paths, relative to the config file's directory when not absolute.
+_PATH_KEYS = {
+    ("model", "path"),
+    ("model", "labels"),
+    ("state_dir",),
+    ("backend", "tensorrt", "engine_dir"),
+    ("backend", "tensorrt", "calibration_cache"),
+    ("backend", "tensorrt", "qdq_model"),
+    ("mqtt", "tls", "ca_file"),
+    ("mqtt", "tls", "cert_file"),
+    ("mqtt", "tls", "key_file"),
+    ("mqtt", "outbox", "path"),
+    ("mqtt", "password", "file"),
+}
+_CAMERA_PATH_KEYS = {("source", "path"), ("source", "password", "file")}
+
+Loc = Tuple[Union[str, int], ...]
+
+
+class _Located:
+    """The YAML node tree, to find the line of a key path."""
+
+    def __init__(self, root: Optional[yaml.Node]) -> None:
+        self.root = root
+
+    def line(self, loc: Loc) -> Optional[int]:
+        node = self.root
+        best = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            child = self._child(node, part)
+            if child is None:
+                break
+            node = child
+            best = node.start_mark.line + 1
+        return best
+
+    @staticmethod
+    def _child(node: Optional[yaml.Node], part: Union[str, int]) -> Optional[yaml.Node]:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    # Point at the key for missing/extra keys, the value otherwise.
+                    return value if not isinstance(value, yaml.ScalarNode) or value.value != "" else key
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            return node.value[part]
+        return None
+
+
+class ConfigProblems(ConfigError):
+    """Every problem found in one file; ``str()`` is one line each."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = list(lines)
+        super().__init__("; ".join(self.lines) if len(self.lines) == 1 else f"{len(self.lines)} problems")
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _resolve_paths(data: Any, base: Path) -> None:
+    if not isinstance(data, dict):
+        return
+
+    def fix(mapping: Any, keys: Tuple[str, ...]) -> None:
+        for k in keys[:-1]:
+            if not isinstance(mapping, dict):
+                return
+            mapping = mapping.get(k)
+        if isinstance(mapping, dict):
+            v = mapping.get(keys[-1])
+            if isinstance(v, str) and v not in ("coco",) and v and not v.startswith("~"):
+                if not Path(v).is_absolute():
+                    mapping[keys[-1]] = str(base / v)
+
+    for keys in _PATH_KEYS:
+        fix(data, keys)
+    cams = data.get("cameras")
+    if isinstance(cams, list):
+        for cam in cams:
+            for keys in _CAMERA_PATH_KEYS:
+                fix(cam, keys)
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _clean_loc(loc: Loc, data: Any) -> Loc:
+    """Drop the discriminated-union tags pydantic inserts (e.g. ``source.rtsp.url``)."""
+    out: List[Union[str, int]] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and "kind" in node:
+            if node.get("kind") == part or part.startswith(("function-", "str", "list")):
+                continue
+        if isinstance(node, dict) and part in ("SecretRef", "SecretStr", "str", "list[str]"):
+            continue
+        if isinstance(part, str) and (part.startswith("function-") or part in ("SecretRef", "SecretStr")):
+            continue
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part) if isinstance(part, str) else None
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _message(err: Dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid"))
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see config/edge.example.yaml)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return msg.replace("Input tag", "kind").replace("found using 'kind' does not match any of the expected tags:", "is not one of")
+    if kind == "union_tag_not_found":
+        return "`kind` is missing (file, test, rtsp, v4l2, csi or pipeline)"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Optional[Path] = None) -> Config:
+    """Validate YAML text; raise :class:`ConfigProblems` listing every problem with its line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigProblems([f"{where}: not valid YAML: {problem}"]) from None
+    if data is None:
+        raise ConfigProblems([f"{source}: the file is empty"])
+    if not isinstance(data, dict):
+        raise ConfigProblems([f"{source}:1: the top level must be a mapping of keys"])
+    _resolve_paths(data, base_dir or Path.cwd())
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        located = _Located(node)
+        lines = []
+        for err in exc.errors():
+            loc = _clean_loc(tuple(err["loc"]), data)
+            line = located.line(loc)
+            where = f"{source}:{line}" if line else source
+            lines.append(f"{where}: {_format_loc(loc)}: {_message(err)}")
+        raise ConfigProblems(lines) from None
+
+
+def load_config(path: Union[str, Path]) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigProblems([f"{p}: config file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigProblems([f"{p}: cannot read the config file: {exc}"]) from None
+    return parse_config(text, str(p), p.resolve().parent)

@@ -1,0 +1,127 @@
+"""Shared fixtures: the real demo assets, free ports, and real mosquitto brokers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assets_dir() -> Path:
+    env = os.environ.get("EDGE_ASSETS")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "edge-detector" / "assets"
+
+
+class Assets:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.model = root / "models" / "nanodet_g_416_coco.onnx"
+        self.video = root / "media" / "vtest.avi"
+
+
+@pytest.fixture(scope="session")
+def assets() -> Assets:
+    a = Assets(assets_dir())
+    missing = [p for p in (a.model, a.video) if not p.is_file()]
+    if missing:
+        pytest.fail(
+            f"demo assets missing: {', '.join(map(str, missing))} - run `tools/setup.sh` "
+            "(or `python tools/assets.py ensure`) with EDGE_ASSETS set",
+            pytrace=False,
+        )
+    return a
+
+
+@pytest.fixture(scope="session")
+def video_frames(assets: Assets) -> List["object"]:
+    """The first 40 frames of the shared video (BGR), read with OpenCV."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(assets.video))
+    frames = []
+    while len(frames) < 40:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    assert len(frames) == 40, "could not read the shared video with OpenCV"
+    return frames
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+class Mosquitto:
+    """A real mosquitto broker on a free loopback port, restartable (same port, same store)."""
+
+    def __init__(self, workdir: Path, persistence: bool = True, extra: str = "") -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            pytest.fail("mosquitto is not installed - run tools/setup.sh", pytrace=False)
+        self.exe = exe
+        self.port = free_port()
+        self.workdir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {workdir}/",
+            "autosave_interval 1",
+            extra,
+        ]
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Mosquitto":
+        self.log = open(self.workdir / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=self.log)
+        wait_port(self.port)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path).start()
+    yield broker
+    broker.stop(kill=True)
