@@ -249,8 +249,12 @@ class BackendConfig(Strict):
         "auto", description="auto: TensorRT when importable, else ONNX Runtime (the choice is logged)."
     )
     precision: Literal["fp32", "fp16", "int8", "best"] = Field(
-        "fp16",
-        description="Engine precision. 'best' = fastest the hardware supports (int8 only with calibration).",
+        "best",
+        description=(
+            "fp32, fp16 or int8, or 'best': the fastest the hardware runs without calibration data "
+            "(TensorRT: fp16 where fast, int8 only when a calibration cache or Q/DQ model is set; "
+            "ONNX Runtime: fp32). What 'best' chose is logged and published."
+        ),
     )
     onnxruntime: OnnxRuntimeConfig = Field(default_factory=OnnxRuntimeConfig, description="ONNX Runtime options.")
     tensorrt: TensorRtConfig = Field(default_factory=TensorRtConfig, description="TensorRT options.")

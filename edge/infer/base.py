@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -57,7 +57,25 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, batch: Any) -> Dict[str, np.ndarray]:
-        """Run one batch (N×C×H×W, the input dtype) and return every output by name."""
+        """Run one batch (N×C×H×W, the input dtype) and return every output by name.
+
+        The arrays belong to the caller: a later call must not overwrite them, because
+        postprocessing of batch n runs while batch n+1 infers.
+        """
+
+    def activate(self) -> None:
+        """Called at the start of every worker thread that uses this backend (CUDA: push context)."""
+
+    def deactivate(self) -> None:
+        """Called when such a thread is done with the backend (CUDA: pop context)."""
+
+    def make_preprocessor(self, geometry: Any) -> Optional[Any]:
+        """A backend-specific Preprocessor (CUDA, writing into the engine's input), or None for CPU."""
+        return None
+
+    def frame_allocator(self) -> Optional[Callable[[Tuple[int, ...]], np.ndarray]]:
+        """Allocator for capture frame buffers (pinned/mapped host memory), or None for plain numpy."""
+        return None
 
     def close(self) -> None:
         """Release the session, engine, buffers and streams."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -93,6 +93,3 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]
 
-
-def input_tensor(backend: Backend) -> Optional[TensorSpec]:
-    return backend.inputs[0] if backend.inputs else None

@@ -30,11 +30,13 @@ class InputGeometry:
 class Preprocessor(ABC):
     """Turns up to ``batch`` BGR frames into one NCHW input batch.
 
-    The returned batch is a buffer the preprocessor reuses: it stays valid until the call
-    after next (two buffers alternate, so frame n+1 can be prepared while n infers).
+    The returned batch is a buffer the preprocessor reuses: ``buffers`` of them rotate, so a
+    batch stays valid until ``buffers`` further calls have been made (frame n+1 is prepared
+    while n infers). The daemon never has more than ``buffers`` batches in flight.
     """
 
     geometry: InputGeometry
+    buffers: int = 2  # batches that may be in flight at once (see __call__)
 
     @abstractmethod
     def __call__(self, images: Sequence[np.ndarray]) -> Tuple[Any, List[Placement]]:

@@ -21,7 +21,8 @@ class CpuPreprocessor(Preprocessor):
         self.geometry = g = geometry
         dtype = np.float16 if g.dtype == "float16" else np.float32
         shape = (g.batch, 3, g.height, g.width)
-        self._buffers = [np.empty(shape, dtype) for _ in range(max(1, buffers))]
+        self.buffers = max(1, buffers)
+        self._buffers = [np.empty(shape, dtype) for _ in range(self.buffers)]
         self._next = 0
         self._scale = np.array([1.0 / s for s in g.std], np.float32)
         self._shift = np.array([-m / s for m, s in zip(g.mean, g.std)], np.float32)

@@ -20,6 +20,15 @@ class Sink(ABC):
     def publish(self, result: FrameResult, payload: Dict[str, Any]) -> None:
         """Deliver one frame's payload (built once by the publisher, see payload.py)."""
 
+    def publish_status(self, status: Dict[str, Any]) -> None:
+        """The retained device status (version, model, cameras, ...)."""
+
+    def publish_stats(self, stats: Dict[str, Any]) -> None:
+        """Periodic counters and latencies."""
+
+    def publish_snapshot(self, camera: str, jpeg: bytes) -> None:
+        """A JPEG of a frame with its boxes drawn."""
+
     def poll(self) -> None:
         """Called regularly by the publisher thread, also when no results arrive."""
 
