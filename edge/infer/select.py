@@ -30,7 +30,8 @@ def open_backend(cfg: Config, progress: Optional[Progress] = None) -> Backend:
     kind = cfg.backend.kind
     if kind == "auto":
         kind = "tensorrt" if tensorrt_importable() else "onnxruntime"
-        log.info("backend: auto picked %s%s", kind, "" if kind == "tensorrt" else " (TensorRT is not importable)")
+        why = "" if kind == "tensorrt" else " (TensorRT is not importable)"
+        log.info("backend: auto picked %s%s", kind, why)
     if kind == "tensorrt":
         if not tensorrt_importable():
             raise HardwareError(

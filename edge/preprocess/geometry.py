@@ -40,7 +40,9 @@ class Placement:
         return out
 
 
-def place(src_w: int, src_h: int, dst_w: int, dst_h: int, mode: str = "letterbox", center: bool = True) -> Placement:
+def place(
+    src_w: int, src_h: int, dst_w: int, dst_h: int, mode: str = "letterbox", center: bool = True
+) -> Placement:
     """Compute the placement of a source image into a ``dst_w×dst_h`` input."""
     if mode == "stretch":
         return Placement(src_w, src_h, dst_w / src_w, dst_h / src_h, 0.0, 0.0, dst_w, dst_h)
