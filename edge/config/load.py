@@ -6,6 +6,8 @@ file are taken relative to the file's own directory, so a config works from any 
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -85,9 +87,9 @@ def _resolve_paths(data: Any, base: Path) -> None:
             mapping = mapping.get(k)
         if isinstance(mapping, dict):
             v = mapping.get(keys[-1])
-            if isinstance(v, str) and v not in ("coco",) and v and not v.startswith("~"):
-                if not Path(v).is_absolute():
-                    mapping[keys[-1]] = str(base / v)
+            if isinstance(v, str) and v and v != "coco":
+                v = os.path.expanduser(v)
+                mapping[keys[-1]] = v if Path(v).is_absolute() else str(base / v)
 
     for keys in _PATH_KEYS:
         fix(data, keys)
@@ -96,6 +98,31 @@ def _resolve_paths(data: Any, base: Path) -> None:
         for cam in cams:
             for keys in _CAMERA_PATH_KEYS:
                 fix(cam, keys)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(data: Any, loc: Loc, problems: List[Tuple[Loc, str]]) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in string values with environment variables."""
+    if isinstance(data, dict):
+        return {k: _expand_env(v, (*loc, str(k)), problems) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand_env(v, (*loc, i), problems) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def sub(m: Any) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            if m.group(2) is None:
+                name = m.group(1)
+                problems.append((loc, f"environment variable {name} is not set (or write ${{{name}:-default}})"))
+                return ""
+            return m.group(2)
+        return value
+
+    return _VAR.sub(sub, data)
 
 
 def _format_loc(loc: Loc) -> str:
@@ -113,9 +140,14 @@ def _clean_loc(loc: Loc, data: Any) -> Loc:
     out: List[Union[str, int]] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part not in node and "kind" in node:
-            if node.get("kind") == part or part.startswith(("function-", "str", "list")):
-                continue
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part not in node
+            and "kind" in node
+            and (node.get("kind") == part or part.startswith(("function-", "str", "list")))
+        ):
+            continue
         if isinstance(node, dict) and part in ("SecretRef", "SecretStr", "str", "list[str]"):
             continue
         if isinstance(part, str) and (part.startswith("function-") or part in ("SecretRef", "SecretStr")):
@@ -138,7 +170,8 @@ def _message(err: Dict[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return msg.replace("Input tag", "kind").replace("found using 'kind' does not match any of the expected tags:", "is not one of")
+        msg = msg.replace("Input tag", "kind")
+        return msg.replace("found using 'kind' does not match any of the expected tags:", "is not one of")
     if kind == "union_tag_not_found":
         return "`kind` is missing (file, test, rtsp, v4l2, csi or pipeline)"
     if msg.startswith("Value error, "):
@@ -160,6 +193,13 @@ def parse_config(text: str, source: str = "<config>", base_dir: Optional[Path] =
         raise ConfigProblems([f"{source}: the file is empty"])
     if not isinstance(data, dict):
         raise ConfigProblems([f"{source}:1: the top level must be a mapping of keys"])
+    env_problems: List[Tuple[Loc, str]] = []
+    data = _expand_env(data, (), env_problems)
+    if env_problems:
+        located = _Located(node)
+        raise ConfigProblems(
+            [f"{source}:{located.line(loc) or 1}: {_format_loc(loc)}: {msg}" for loc, msg in env_problems]
+        )
     _resolve_paths(data, base_dir or Path.cwd())
     try:
         return Config.model_validate(data)

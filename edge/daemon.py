@@ -1,0 +1,356 @@
+"""The daemon: builds the pipeline from the config, runs it, reloads it, shuts it down.
+
+One main thread owns every change of state. Signal handlers and remote commands only
+queue a request; the main loop (woken at least 4× a second) carries it out, feeds the
+systemd watchdog, updates STATUS= and publishes stats. SIGTERM and SIGINT share one
+shutdown path: stop capture, drain the frames in flight, flush and close the sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from edge import __version__
+from edge.config.load import load_config
+from edge.config.model import CameraConfig, Config
+from edge.errors import EdgeError
+from edge.frames import FrameMailbox, FrameRing
+from edge.health.heartbeat import Heartbeats
+from edge.pipeline import CameraPolicy, Engine, Pipeline
+from edge.postprocess.pipeline import Filters
+from edge.publish.base import Sink
+from edge.publish.payload import PayloadContext
+
+log = logging.getLogger(__name__)
+
+RING_SLOTS = 4  # per camera: one being written, one waiting, up to two in flight
+
+
+def camera_policy(cfg: Config, cam: CameraConfig) -> CameraPolicy:
+    d = cfg.detect
+    filters = Filters(
+        score_threshold=d.score_threshold if cam.score_threshold is None else cam.score_threshold,
+        class_thresholds=tuple(sorted(d.class_thresholds.items())) or None,
+        classes=tuple(cam.classes if cam.classes is not None else d.classes or ()) or None,
+        iou_threshold=d.iou_threshold,
+        class_agnostic=d.class_agnostic_nms,
+        max_detections=d.max_detections,
+    )
+    return CameraPolicy(filters, 1.0 / cam.detect_fps if cam.detect_fps else 0.0)
+
+
+CommandHandler = Callable[[Dict[str, Any]], Dict[str, Any]]
+
+
+def make_sinks(cfg: Config, on_command: Optional[CommandHandler] = None) -> List[Sink]:
+    sinks: List[Sink] = []
+    for name in cfg.sinks:
+        if name == "stdout":
+            from edge.publish.sinks import StdoutSink
+
+            sinks.append(StdoutSink())
+        elif name == "mqtt":
+            from edge.publish.mqtt import MqttSink
+
+            sinks.append(MqttSink(cfg.mqtt, cfg.device, cfg.state_dir, on_command=on_command))
+    return sinks
+
+
+class Daemon:
+    def __init__(self, cfg: Config, config_path: Optional[Path] = None,
+                 notifier: Optional[Any] = None, sinks_overridden: bool = False) -> None:
+        self.cfg = cfg
+        self.sinks_overridden = sinks_overridden
+        self.config_path = config_path
+        self.heartbeats = Heartbeats()
+        self.notifier = notifier or _make_notifier(cfg, self.heartbeats)
+        self.mailbox = FrameMailbox()
+        self.sources: Dict[str, Any] = {}
+        self.pipeline: Optional[Pipeline] = None
+        self._wake = threading.Event()
+        self._requests: queue.Queue[Tuple[str, Any]] = queue.Queue()
+        self._stop_signal = ""
+        self.started = time.time()
+        self._sources_started = 0.0
+        self._ready = False
+        self.exit_code = 0
+
+    # ------------------------------------------------------------------ requests (any thread)
+    def request(self, kind: str, arg: Any = None) -> None:
+        self._requests.put((kind, arg))
+        self._wake.set()
+
+    def on_command(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
+        """Run a validated remote command on the main thread and return its answer."""
+        done = threading.Event()
+        box: List[Any] = []
+
+        def reply(result: Any) -> None:
+            box.append(result)
+            done.set()
+
+        self.request("command", (cmd, reply))
+        if not done.wait(15.0):
+            raise EdgeError("the daemon did not carry out the command within 15 s", "try again")
+        if isinstance(box[0], EdgeError):
+            raise box[0]
+        return box[0]  # type: ignore[no-any-return]
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        self.request("reload" if signum == signal.SIGHUP else "stop", name)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or a fatal fault). Returns the process exit code."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self.notifier.status("loading model")
+        engine = self.open_engine(self.cfg)
+        try:
+            self._start(engine)
+        except BaseException:
+            engine.close()
+            raise
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def open_engine(self, cfg: Config) -> Engine:
+        from edge.engine import open_engine
+
+        def progress(message: str, fraction: Optional[float]) -> None:
+            pct = "" if fraction is None else f" {fraction * 100:.0f}%"
+            self.notifier.extend_timeout(60.0, f"{message}{pct}")
+
+        return open_engine(cfg, progress)
+
+    def _start(self, engine: Engine) -> None:
+        cfg = self.cfg
+        ctx = PayloadContext(cfg.device, cfg.model.display_name, engine.backend.info.precision,
+                             engine.backend.info.name, engine.labels)
+        sinks = make_sinks(cfg, self.on_command)
+        for sink in sinks:
+            sink.start()
+        policies = {c.name: camera_policy(cfg, c) for c in cfg.cameras if c.enabled}
+        self.pipeline = Pipeline(self.mailbox, engine, policies, sinks, ctx, self.heartbeats,
+                                 on_snapshot=_snapshot_renderer())
+        self.pipeline.start()
+        for cam in cfg.cameras:
+            if cam.enabled:
+                self._start_source(cam)
+        self._sources_started = time.monotonic()
+        self.pipeline.control(lambda sinks: [s.publish_status(self.status_payload()) for s in sinks])
+        log.info("running: %d camera(s), sinks %s", len(self.sources), ", ".join(cfg.sinks))
+
+    def _start_source(self, cam: CameraConfig) -> None:
+        from edge.capture import open_source
+
+        assert self.pipeline is not None
+        self.mailbox.add_camera(cam.name)
+        alloc = self.pipeline.engine.backend.frame_allocator()
+        ring = FrameRing(RING_SLOTS, alloc) if alloc is not None else None
+        src = open_source(cam, self.mailbox.put, ring)
+        self.sources[cam.name] = src
+        self.heartbeats.add_probe(f"capture:{cam.name}",
+                                  lambda now, s=src: s.alive(now, self.cfg.health.worker_stall_s))
+        src.start()
+
+    def _stop_source(self, name: str) -> None:
+        src = self.sources.pop(name, None)
+        self.heartbeats.remove(f"capture:{name}")
+        if src is not None:
+            src.stop()
+        self.mailbox.remove_camera(name)
+
+    def _loop(self) -> None:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        next_status = next_stats = time.monotonic()
+        while True:
+            self._wake.wait(0.25)
+            self._wake.clear()
+            while not self._requests.empty():
+                kind, arg = self._requests.get_nowait()
+                if kind == "stop":
+                    log.info("%s: shutting down", arg)
+                    return
+                self._handle(kind, arg)
+            if pipeline.failed.is_set():
+                log.error("stopping after a worker fault: %s", pipeline.failure)
+                self.exit_code = 1
+                return
+            now = time.monotonic()
+            if not self._ready:
+                self._check_ready(now)
+            self.notifier.tick()
+            if now >= next_status:
+                next_status = now + self.cfg.health.status_interval_s
+                self.notifier.status(self.status_line())
+            if now >= next_stats:
+                next_stats = now + self.cfg.mqtt.stats_interval_s
+                stats = self.stats()
+                pipeline.control(lambda sinks, s=stats: [k.publish_stats(s) for k in sinks])
+
+    def _check_ready(self, now: float) -> None:
+        assert self.pipeline is not None
+        if self.pipeline.first_inference.is_set():
+            self._ready = True
+            self.notifier.ready(self.status_line())
+            log.info("ready: first frame inferred")
+        elif now - self._sources_started > self.cfg.health.ready_timeout_s:
+            self._ready = True
+            waiting = [n for n, s in self.sources.items() if s.stats.state.value != "streaming"]
+            self.notifier.ready(f"ready, cameras still connecting: {', '.join(waiting) or 'none'}")
+            log.warning("ready after %.0f s without a first frame; still connecting: %s",
+                        self.cfg.health.ready_timeout_s, ", ".join(waiting) or "none")
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        for name in list(self.sources):
+            try:
+                self._stop_source(name)
+            except EdgeError as exc:
+                log.warning("stopping camera %s: %s", name, exc)
+        if self.pipeline is not None:
+            if not self.pipeline.stop(timeout=max(1.0, self.cfg.health.worker_stall_s)):
+                self.exit_code = self.exit_code or 1
+            self.pipeline.engine.close()
+        log.info("stopped")
+
+    # ------------------------------------------------------------------ requests (main thread)
+    def _handle(self, kind: str, arg: Any) -> None:
+        from edge.reload import apply_command, reload_config
+
+        if kind == "reload":
+            reload_config(self, arg)
+        elif kind == "command":
+            cmd, reply = arg
+            try:
+                reply(apply_command(self, cmd))
+            except EdgeError as exc:
+                reply(exc)
+
+    def apply_config(self, new: Config, engine: Optional[Engine]) -> None:
+        """Switch to ``new`` (already validated); ``engine`` replaces the engine when given."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        old = self.cfg
+        if engine is not None:
+            pipeline.swap_engine(engine)
+        wanted = {c.name: c for c in new.cameras if c.enabled}
+        before = {c.name: c for c in old.cameras if c.enabled}
+        for name in list(self.sources):
+            if name not in wanted or wanted[name] != before.get(name) or engine is not None:
+                self._stop_source(name)
+        self.cfg = new
+        pipeline.policies = {n: camera_policy(new, c) for n, c in wanted.items()}
+        for name, cam in wanted.items():
+            if name not in self.sources:
+                self._start_source(cam)
+        sinks_changed = (new.sinks, new.mqtt, new.device) != (old.sinks, old.mqtt, old.device)
+        if sinks_changed or engine is not None:
+            info = pipeline.engine.backend.info
+            ctx = PayloadContext(new.device, new.model.display_name, info.precision, info.name,
+                                 pipeline.engine.labels, session=pipeline.ctx.session)
+            sinks = make_sinks(new, self.on_command) if sinks_changed else None
+            pipeline.control(lambda current, s=sinks, c=ctx: _swap_sinks(pipeline, current, s, c))
+        pipeline.control(lambda sinks: [s.publish_status(self.status_payload()) for s in sinks])
+
+    # ------------------------------------------------------------------ reporting
+    def camera_stats(self) -> Dict[str, Dict[str, Any]]:
+        assert self.pipeline is not None
+        rates = self.pipeline.processed.rates(self.sources)
+        mailbox = self.mailbox.counters()
+        out = {}
+        for name, src in self.sources.items():
+            st = src.stats
+            _received, unread = mailbox.get(name, (0, 0))
+            out[name] = {
+                "state": st.state.value,
+                "fps": rates.get(name, 0.0),
+                "frames": st.frames,
+                "dropped": unread + st.dropped,
+                "skipped": self.pipeline.skipped.get(name, 0),
+                "reconnects": st.reconnects,
+                "last_error": st.last_error,
+            }
+        return out
+
+    def status_line(self) -> str:
+        cams = self.camera_stats()
+        parts = [
+            f"{n} {c['fps']:.1f} fps" if c["state"] == "streaming" else f"{n} {c['state']}" for n, c in cams.items()
+        ]
+        sink = {}
+        for s in self.pipeline.sinks if self.pipeline else []:
+            sink.update(s.stats())
+        tail = f" | outbox {sink['outbox_depth']}" if "outbox_depth" in sink else ""
+        state = "running" if self._ready else "starting"
+        return f"{state}: {', '.join(parts) or 'no cameras'}{tail}"
+
+    def status_payload(self) -> Dict[str, Any]:
+        assert self.pipeline is not None
+        info = self.pipeline.engine.backend.info
+        return {
+            "version": __version__,
+            "device": self.cfg.device,
+            "model": self.cfg.model.display_name,
+            "precision": info.precision,
+            "backend": info.name,
+            "accelerator": info.device,
+            "cameras": [c.name for c in self.cfg.cameras if c.enabled],
+            "started": round(self.started, 3),
+        }
+
+    def stats(self) -> Dict[str, Any]:
+        assert self.pipeline is not None
+        out: Dict[str, Any] = {
+            "uptime_s": round(time.time() - self.started, 1),
+            "cameras": self.camera_stats(),
+            "latency_ms": self.pipeline.latency.summary(),
+            "published": self.pipeline.published,
+        }
+        for s in self.pipeline.sinks:
+            out.update(s.stats())
+        try:
+            from edge.health.stats import system_stats
+        except ImportError:
+            return out
+        out["system"] = system_stats()
+        return out
+
+
+def _swap_sinks(pipeline: Pipeline, current: List[Sink], new: Optional[List[Sink]], ctx: PayloadContext) -> None:
+    """On the publisher thread: close the old sinks, start the new ones, switch payload context."""
+    pipeline.ctx = ctx
+    if new is None:
+        return
+    for s in current:
+        s.close()
+    for s in new:
+        s.start()
+    current[:] = new
+
+
+def _snapshot_renderer() -> Optional[Callable[..., Optional[bytes]]]:
+    try:
+        from edge.publish.snapshot import render_snapshot
+    except ImportError:
+        return None
+    return render_snapshot  # type: ignore[no-any-return]
+
+
+def _make_notifier(cfg: Config, heartbeats: Heartbeats) -> Any:
+    from edge.health.systemd import Notifier
+
+    return Notifier(heartbeats, cfg.health.worker_stall_s, cfg.health.status_interval_s)
+
