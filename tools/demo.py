@@ -38,7 +38,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_broker(workdir: Path) -> "tuple[subprocess.Popen, int]":
+def _start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
         sys.exit("demo: mosquitto is not installed (run tools/setup.sh)")
