@@ -15,7 +15,7 @@ lint: setup
 	$(VENV)/bin/ruff check edge tests tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/vermin --no-tips --target=3.8 --violations --eval-annotations --feature union-types edge
-	$(PY) tools/check_unit.py
+	$(PY) tools/gen_config_docs.py --check
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
