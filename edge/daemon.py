@@ -224,7 +224,9 @@ class Daemon:
             if not self.pipeline.stop(timeout=max(1.0, self.cfg.health.worker_stall_s)):
                 self.exit_code = self.exit_code or 1
             self.pipeline.engine.close()
-        log.info("stopped")
+            log.info("stopped: published %d results", self.pipeline.published)
+        else:
+            log.info("stopped")
 
     # ------------------------------------------------------------------ requests (main thread)
     def _handle(self, kind: str, arg: Any) -> None:
