@@ -11,7 +11,7 @@ import enum
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from edge.frames import Frame
 
@@ -35,6 +35,24 @@ class SourceStats:
     last_error: str = ""
     last_frame_monotonic: float = field(default_factory=time.monotonic)
     last_progress_monotonic: float = field(default_factory=time.monotonic)  # frame or state change
+    stalls: int = 0  # attempts ended because no frame came for the stall time
+    loops: int = 0  # times a looping file started again from its beginning
+    state_since_monotonic: float = field(default_factory=time.monotonic)
+
+    def as_dict(self, now: Optional[float] = None) -> Dict[str, Any]:
+        """A JSON-ready snapshot for stats messages and logs."""
+        now = time.monotonic() if now is None else now
+        return {
+            "state": self.state.value,
+            "state_for_s": round(now - self.state_since_monotonic, 3),
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
+            "stalls": self.stalls,
+            "loops": self.loops,
+            "last_error": self.last_error,
+            "last_frame_age_s": round(now - self.last_frame_monotonic, 3) if self.frames else None,
+        }
 
 
 class Source(ABC):
