@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from typing_extensions import Annotated, Literal
@@ -142,6 +142,9 @@ class ReconnectConfig(Strict):
     backoff_initial_s: float = Field(0.5, gt=0, le=600, description="First wait before reconnecting.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Longest wait between attempts.")
     jitter: float = Field(0.2, ge=0, le=1, description="Random spread of each wait, as a fraction.")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="An attempt without a first frame for this long has failed: rebuild."
+    )
 
 
 class CameraConfig(Strict):
@@ -151,6 +154,11 @@ class CameraConfig(Strict):
     decoder: Literal["auto", "hardware", "software"] = Field(
         "auto", description="Video decoding: hardware (Jetson nvv4l2decoder) when available, or forced."
     )
+    frame_size: Optional[Tuple[int, int]] = Field(
+        None,
+        description="[width, height]: scale frames to this size in the capture pipeline (nvvidconv on Jetson, "
+        "videoscale elsewhere); default: the source's own size.",
+    )
     detect_fps: Optional[float] = Field(
         None, gt=0, le=1000, description="Detect at most this many frames per second (default: every frame)."
     )
@@ -159,6 +167,13 @@ class CameraConfig(Strict):
     )
     classes: Optional[List[str]] = Field(None, description="Override detect.classes for this camera.")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Reconnect policy.")
+
+    @field_validator("frame_size")
+    @classmethod
+    def _frame_size(cls, v: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+        if v is not None and not all(16 <= n <= 8192 for n in v):
+            raise ValueError("width and height must be between 16 and 8192")
+        return v
 
 
 # --------------------------------------------------------------------------- model
