@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 from edge.errors import HardwareError
 
@@ -94,7 +94,7 @@ def engine_key(
     dla_core: Optional[int] = None,
     calibration_cache: Optional[Path] = None,
     qdq_model: Optional[Path] = None,
-    layer_precisions: Optional[Dict[str, str]] = None,
+    layer_precisions: Optional[Mapping[str, str]] = None,
 ) -> EngineKey:
     """The cache key of an engine built from ``model_path`` with these settings."""
     int8_source = qdq_model or calibration_cache
@@ -118,10 +118,10 @@ def engine_key(
 def file_lock(path: Path, waiting: Optional[Callable[[], None]] = None) -> Iterator[None]:
     """Exclusive ``flock`` on ``path`` (created if needed); ``waiting()`` is called once if we block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)  # novermin (int flags, not a type union)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # novermin (int flags)
         except BlockingIOError:
             if waiting is not None:
                 waiting()
