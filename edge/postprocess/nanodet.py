@@ -40,32 +40,40 @@ class NanoDetDecoder(Decoder):
             ys, xs = np.mgrid[0:gh, 0:gw]
             c = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], 1).astype(np.float32)
             centers.append(np.concatenate([c, np.full((c.shape[0], 1), stride, np.float32)], 1))
-        self._centers = np.concatenate(centers, 0)  # N×3: cx, cy, stride
+        # Per level, N×3: cx, cy, stride. A fused output holds every level's cells in one tensor.
+        self._centers = [np.concatenate(centers, 0)] if fused else centers
 
-    def _gather(self, outputs: Dict[str, np.ndarray], index: int) -> Tuple[np.ndarray, np.ndarray]:
+    def _levels(self, outputs: Dict[str, np.ndarray], index: int) -> List[Tuple[np.ndarray, np.ndarray]]:
         if self.fused:
             t = outputs[self.levels[0][0]][index]
-            return t[:, : self.num_classes], t[:, self.num_classes :]
-        scores = [outputs[s][index] for s, _ in self.levels]
-        dists = [outputs[d][index] for _, d in self.levels]
-        if len(scores) == 1:
-            return scores[0], dists[0]
-        return np.concatenate(scores, 0), np.concatenate(dists, 0)
+            return [(t[:, : self.num_classes], t[:, self.num_classes :])]
+        return [(outputs[s][index], outputs[d][index]) for s, d in self.levels]
 
     def decode(self, outputs: Dict[str, np.ndarray], index: int, thresholds: np.ndarray) -> Candidates:
-        scores, dists = self._gather(outputs, index)
-        rows, cls, conf = select_scores(scores, thresholds)
-        if rows.size == 0:
+        # Level by level: concatenating the levels' score tensors would copy every score
+        # of every frame, while only a handful of cells pass the threshold.
+        parts = []
+        for (scores, dists), centers in zip(self._levels(outputs, index), self._centers):
+            rows, cls, conf = select_scores(scores, thresholds)
+            if rows.size:
+                parts.append((self._boxes(dists, centers, rows), conf, cls))
+        if not parts:
             return empty()
+        if len(parts) == 1:
+            return parts[0]
+        boxes, conf, cls = zip(*parts)
+        return np.concatenate(boxes, 0), np.concatenate(conf), np.concatenate(cls)
+
+    def _boxes(self, dists: np.ndarray, centers: np.ndarray, rows: np.ndarray) -> np.ndarray:
         # Only the cells that passed get the softmax and the box maths.
         cells, inverse = np.unique(rows, return_inverse=True)
         d = dists[cells].astype(np.float32).reshape(-1, 4, self.reg_max + 1)
         d = np.exp(d - d.max(axis=2, keepdims=True))
         d /= d.sum(axis=2, keepdims=True)
         dist = d @ self._bins  # K×4: left, top, right, bottom in stride units
-        cx, cy, stride = self._centers[cells].T
+        cx, cy, stride = centers[cells].T
         boxes = np.stack(
             [cx - dist[:, 0] * stride, cy - dist[:, 1] * stride, cx + dist[:, 2] * stride, cy + dist[:, 3] * stride],
             1,
         )
-        return boxes[inverse].astype(np.float32), conf, cls
+        return boxes[inverse.reshape(-1)].astype(np.float32)

@@ -20,7 +20,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int = 0) -> np.ndarray:
     """Indices of the boxes kept, highest score first (greedy NMS)."""
     order = np.argsort(-scores, kind="stable")
-    boxes = boxes.astype(np.float32, copy=False)
+    boxes = boxes.astype(np.result_type(boxes.dtype, np.float32), copy=False)  # float64 stays float64
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     keep = []
@@ -53,6 +53,7 @@ def batched_nms(
     if class_agnostic:
         return nms(boxes, scores, iou_threshold, max_keep)
     # Shift each class into its own region of the plane: one NMS pass does all classes.
+    # In float64, so the shifted coordinates (up to classes × span) keep their precision.
     span = float(np.max(boxes)) - float(min(0.0, float(np.min(boxes)))) + 1.0
-    offsets = class_ids.astype(np.float32)[:, None] * span
+    offsets = class_ids.astype(np.float64)[:, None] * span
     return nms(boxes + offsets, scores, iou_threshold, max_keep)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,20 +15,32 @@ from edge.preprocess.geometry import Placement
 
 @dataclass(frozen=True)
 class Filters:
-    """What to keep: the score threshold, per-label thresholds and the allowed labels."""
+    """What to keep: the score threshold, per-label thresholds and the allowed labels.
+
+    Hashable (the post-processor caches one threshold vector per Filters): a mapping of
+    class thresholds or a list of classes is stored as sorted pairs / a tuple.
+    """
 
     score_threshold: float = 0.35
-    class_thresholds: Optional[Mapping[str, float]] = None
-    classes: Optional[Sequence[str]] = None
+    # label → threshold, as a mapping or (label, threshold) pairs
+    class_thresholds: Optional[Union[Mapping[str, float], Tuple[Tuple[str, float], ...]]] = None
+    classes: Optional[Sequence[str]] = None  # allow-list of labels; None keeps every class
     iou_threshold: float = 0.5
     class_agnostic: bool = False
     max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if self.class_thresholds is not None:
+            pairs = tuple(sorted(dict(self.class_thresholds).items()))
+            object.__setattr__(self, "class_thresholds", pairs)
+        if self.classes is not None and not isinstance(self.classes, tuple):
+            object.__setattr__(self, "classes", tuple(self.classes))
 
     def vector(self, labels: Sequence[str], num_classes: int) -> np.ndarray:
         """One minimum score per class id; ``inf`` for classes that are not kept."""
         thr = np.full(num_classes, self.score_threshold, np.float32)
         index = {name: i for i, name in enumerate(labels) if i < num_classes}
-        for name, t in (self.class_thresholds or {}).items():
+        for name, t in dict(self.class_thresholds or ()).items():
             if name in index:
                 thr[index[name]] = t
         if self.classes is not None:
