@@ -6,7 +6,8 @@ or ``ERROR_KIND=stall`` select entries:
 
 ==============  ==========================================================================
 ``PRIORITY``    syslog level from the record's level
-``CAMERA``      ``extra={"camera": name}`` on the log call
+``CAMERA``      ``extra={"camera": name}`` on the log call, else from a thread named
+                ``capture-<camera>`` (each source's capture thread)
 ``STAGE``       ``extra={"stage": ...}``, else the package under ``edge.`` that logged
                 (``capture``, ``infer``, ``publish``, ``health``, ``daemon``, ...)
 ``ERROR_KIND``  ``extra={"error_kind": ...}``, else the exception class of ``exc_info``
@@ -48,6 +49,7 @@ LIBRARY_LEVELS: Dict[str, int] = {
 
 IDENTIFIER = "edge-detector"
 _STAGES = ("capture", "preprocess", "infer", "postprocess", "publish", "health", "config", "calibrate", "cli")
+_CAPTURE_THREAD = "capture-"  # edge.capture names each source's thread capture-<camera>
 _MARK = "_edge_handler"  # attribute on the handlers installed here, so setup can be repeated
 
 
@@ -61,6 +63,17 @@ def _syslog_priority(levelno: int) -> int:
     if levelno >= logging.INFO:
         return 6
     return 7
+
+
+def record_camera(record: logging.LogRecord) -> Optional[str]:
+    """``extra={"camera": ...}``, or the camera whose capture thread (``capture-<name>``) logged."""
+    camera = getattr(record, "camera", None)
+    if camera:
+        return str(camera)
+    thread = record.threadName or ""
+    if thread.startswith(_CAPTURE_THREAD) and len(thread) > len(_CAPTURE_THREAD):
+        return thread[len(_CAPTURE_THREAD) :]
+    return None
 
 
 def record_stage(record: logging.LogRecord) -> Optional[str]:
@@ -95,9 +108,9 @@ def journal_fields(record: logging.LogRecord, message: str, identifier: str = ID
         ("CODE_LINE", str(record.lineno)),
         ("CODE_FUNC", record.funcName or ""),
     ]
-    camera = getattr(record, "camera", None)
+    camera = record_camera(record)
     if camera:
-        fields.append(("CAMERA", str(camera)))
+        fields.append(("CAMERA", camera))
     stage = record_stage(record)
     if stage:
         fields.append(("STAGE", stage))

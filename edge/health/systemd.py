@@ -100,7 +100,8 @@ class Notifier:
         self._heartbeats = heartbeats
         self.stall_s = float(stall_s)
         self.status_interval_s = float(status_interval_s)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one datagram at a time
+        self._tick_lock = threading.Lock()  # tick() from the main loop and from build progress
         self._sender: Optional[_DatagramSender] = None
         self._send: Optional[Callable[[str], None]] = None
         self._failed_once = False
@@ -151,9 +152,14 @@ class Notifier:
         return now - self._last_status >= self.status_interval_s
 
     def extend_timeout(self, seconds: float, status: str) -> None:
-        """Ask for ``seconds`` more before the start (or stop) timeout; send again before it runs out."""
+        """Ask for ``seconds`` more before the start (or stop) timeout; send again before it runs out.
+
+        It also feeds the watchdog as :meth:`tick` does: an engine rebuilt during a reload
+        blocks the daemon's main loop for minutes while the old pipeline keeps working.
+        """
         usec = max(1, int(seconds * 1_000_000))
         self._notify((f"EXTEND_TIMEOUT_USEC={usec}", "STATUS=" + _one_line(status)))
+        self.tick()
 
     def reloading(self) -> None:
         """``RELOADING=1``; ``MONOTONIC_USEC`` lets systemd >= 253 match it to its SIGHUP."""
@@ -168,7 +174,10 @@ class Notifier:
 
         A stall is logged once when it starts (naming the workers) and once when it ends.
         """
-        now = time.monotonic() if now is None else now
+        with self._tick_lock:
+            self._tick(time.monotonic() if now is None else now)
+
+    def _tick(self, now: float) -> None:
         if now - self._last_check < self._check_every:
             return
         self._last_check = now

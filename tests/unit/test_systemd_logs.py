@@ -122,6 +122,11 @@ def test_structured_fields_from_extra_and_logger_name() -> None:
     assert (f["STAGE"], f["ERROR_KIND"]) == ("health", "stall")
     assert "STAGE" not in dict(logs.journal_fields(make_record("paho.mqtt", logging.INFO, "x"), "x"))
 
+    rec = make_record("edge.capture.supervisor", logging.INFO, "streaming")
+    rec.threadName = "capture-door"  # the source's own thread names the camera
+    f = dict(logs.journal_fields(rec, "streaming"))
+    assert (f["CAMERA"], f["STAGE"], f["THREAD_NAME"]) == ("door", "capture", "capture-door")
+
 
 def test_journal_handler_sends_native_entries(journald: FakeJournald) -> None:
     handler = logs.JournalHandler(JournalSender(journald.path, use_library=False))

@@ -237,3 +237,18 @@ def test_lost_socket_is_logged_once_and_never_raises(tmp_path: Path, caplog: pyt
         n.stopping()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "cannot notify systemd (READY)" in errors[0].getMessage()
+
+
+def test_engine_build_progress_feeds_the_watchdog(make_notifier, listener: Listener) -> None:
+    """A reload that rebuilds the engine blocks the main loop; its progress reports keep the pings."""
+    hb = Heartbeats()
+    infer = hb.register("inference")
+    n = make_notifier(hb, watchdog_usec=2_000_000, stall_s=3.0)
+    n.extend_timeout(60, "building engine (1m05s elapsed)")
+    assert listener.recv() == {"EXTEND_TIMEOUT_USEC": "60000000", "STATUS": "building engine (1m05s elapsed)"}
+    assert listener.recv() == {"WATCHDOG": "1"}
+    infer.last -= 100  # ...but only while the running pipeline still makes progress
+    n._last_check = float("-inf")
+    n.extend_timeout(60, "building engine (1m10s elapsed)")
+    assert listener.recv()["EXTEND_TIMEOUT_USEC"] == "60000000"
+    assert listener.pending() == [{"STATUS": "stalled: inference"}]
