@@ -257,6 +257,12 @@ class TensorRtConfig(Strict):
         "auto", description="Zero-copy mapped pinned frames (auto: on integrated GPUs)."
     )
     gpu_preprocess: bool = Field(True, description="Preprocess on the GPU with a CUDA kernel.")
+    device: int = Field(0, ge=0, le=15, description="CUDA device (GPU) index.")
+    layer_precisions: Optional[Dict[str, Literal["fp32", "fp16", "int8"]]] = Field(
+        None,
+        description="Pin TensorRT layers (by name) to a precision, e.g. from edge-calibrate's mixed-precision "
+        "search (TensorRT 8.2-10.x).",
+    )
 
 
 class BackendConfig(Strict):
