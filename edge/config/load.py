@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from pydantic import ValidationError
 
+from edge.config.messages import explain
 from edge.config.model import Config
 from edge.errors import ConfigError
 
@@ -43,26 +44,47 @@ class _Located:
         self.root = root
 
     def line(self, loc: Loc) -> Optional[int]:
+        """Line of the deepest key (or list item) of ``loc`` present in the file."""
         node = self.root
         best = node.start_mark.line + 1 if node is not None else None
         for part in loc:
-            child = self._child(node, part)
-            if child is None:
+            found = self._child(node, part)
+            if found is None:
                 break
-            node = child
-            best = node.start_mark.line + 1
+            marker, node = found
+            best = marker.start_mark.line + 1
         return best
 
     @staticmethod
-    def _child(node: Optional[yaml.Node], part: Union[str, int]) -> Optional[yaml.Node]:
+    def _child(node: Optional[yaml.Node], part: Union[str, int]) -> Optional[Tuple[yaml.Node, yaml.Node]]:
+        """(node whose line to report, node to descend into) for one step of a key path."""
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.value == str(part):
-                    # Point at the key for missing/extra keys, the value otherwise.
-                    return value if not isinstance(value, yaml.ScalarNode) or value.value != "" else key
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            return node.value[part]
+                    return key, value  # the key's line, also for values spanning several lines
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            return node.value[part], node.value[part]
         return None
+
+    def duplicates(self) -> List[Tuple[Loc, int]]:
+        """Keys given twice in one mapping (YAML keeps the last silently): (path, line of the repeat)."""
+        found: List[Tuple[Loc, int]] = []
+
+        def walk(node: Optional[yaml.Node], loc: Loc) -> None:
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key, value in node.value:
+                    k = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+                    if k in seen:
+                        found.append(((*loc, k), key.start_mark.line + 1))
+                    seen.add(k)
+                    walk(value, (*loc, k))
+            elif isinstance(node, yaml.SequenceNode):
+                for i, item in enumerate(node.value):
+                    walk(item, (*loc, i))
+
+        walk(self.root, ())
+        return found
 
 
 class ConfigProblems(ConfigError):
@@ -135,50 +157,6 @@ def _format_loc(loc: Loc) -> str:
     return out or "(top level)"
 
 
-def _clean_loc(loc: Loc, data: Any) -> Loc:
-    """Drop the discriminated-union tags pydantic inserts (e.g. ``source.rtsp.url``)."""
-    out: List[Union[str, int]] = []
-    node = data
-    for part in loc:
-        if (
-            isinstance(node, dict)
-            and isinstance(part, str)
-            and part not in node
-            and "kind" in node
-            and (node.get("kind") == part or part.startswith(("function-", "str", "list")))
-        ):
-            continue
-        if isinstance(node, dict) and part in ("SecretRef", "SecretStr", "str", "list[str]"):
-            continue
-        if isinstance(part, str) and (part.startswith("function-") or part in ("SecretRef", "SecretStr")):
-            continue
-        out.append(part)
-        if isinstance(node, dict):
-            node = node.get(part) if isinstance(part, str) else None
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return tuple(out)
-
-
-def _message(err: Dict[str, Any]) -> str:
-    kind = err.get("type", "")
-    msg = str(err.get("msg", "invalid"))
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see config/edge.example.yaml)"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_invalid":
-        msg = msg.replace("Input tag", "kind")
-        return msg.replace("found using 'kind' does not match any of the expected tags:", "is not one of")
-    if kind == "union_tag_not_found":
-        return "`kind` is missing (file, test, rtsp, v4l2, csi or pipeline)"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    return msg
-
-
 def parse_config(text: str, source: str = "<config>", base_dir: Optional[Path] = None) -> Config:
     """Validate YAML text; raise :class:`ConfigProblems` listing every problem with its line."""
     try:
@@ -193,10 +171,15 @@ def parse_config(text: str, source: str = "<config>", base_dir: Optional[Path] =
         raise ConfigProblems([f"{source}: the file is empty"])
     if not isinstance(data, dict):
         raise ConfigProblems([f"{source}:1: the top level must be a mapping of keys"])
+    located = _Located(node)
+    dups = located.duplicates()
+    if dups:
+        raise ConfigProblems(
+            [f"{source}:{line}: {_format_loc(loc)}: key given twice (YAML would keep the last)" for loc, line in dups]
+        )
     env_problems: List[Tuple[Loc, str]] = []
     data = _expand_env(data, (), env_problems)
     if env_problems:
-        located = _Located(node)
         raise ConfigProblems(
             [f"{source}:{located.line(loc) or 1}: {_format_loc(loc)}: {msg}" for loc, msg in env_problems]
         )
@@ -204,14 +187,13 @@ def parse_config(text: str, source: str = "<config>", base_dir: Optional[Path] =
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        located = _Located(node)
-        lines = []
-        for err in exc.errors():
-            loc = _clean_loc(tuple(err["loc"]), data)
+        found = []
+        for loc, msg in explain(exc.errors(), data):
             line = located.line(loc)
             where = f"{source}:{line}" if line else source
-            lines.append(f"{where}: {_format_loc(loc)}: {_message(err)}")
-        raise ConfigProblems(lines) from None
+            found.append((line or 0, f"{where}: {_format_loc(loc)}: {msg}"))
+        found.sort(key=lambda f: f[0])  # in file order (stable for problems on one line)
+        raise ConfigProblems([line for _, line in found]) from None
 
 
 def load_config(path: Union[str, Path]) -> Config:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated, Literal
 
 from edge.config.labels import COCO_LABELS
@@ -23,6 +24,11 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
+
+
+def _located(reason: str, *loc: Union[str, int]) -> PydanticCustomError:
+    """An error reported at ``loc`` below the field or model being validated (see edge.config.messages)."""
+    return PydanticCustomError("located", "{reason}", {"reason": reason, "loc": tuple(loc)})
 
 
 def _must_exist(path: Path) -> Path:
@@ -311,13 +317,17 @@ class TlsConfig(Strict):
         False, description="Do not check the server's host name (warned at start-up; avoid)."
     )
 
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _exists(cls, v: Optional[Path]) -> Optional[Path]:
+        return None if v is None else _must_exist(v)
+
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        for p in (self.ca_file, self.cert_file, self.key_file):
-            if p is not None:
-                _must_exist(p)
+        if self.cert_file is not None and self.key_file is None:
+            raise _located("cert_file is set but key_file is missing: give both for mutual TLS", "key_file")
+        if self.key_file is not None and self.cert_file is None:
+            raise _located("key_file is set but cert_file is missing: give both for mutual TLS", "cert_file")
         return self
 
 
@@ -371,6 +381,11 @@ class HealthConfig(Strict):
     status_interval_s: float = Field(5.0, gt=0, description="Update systemd STATUS= this often.")
 
 
+def _default_device(hostname: str) -> str:
+    """The host name made a valid NAME_RE device name (a long or odd host name must not fail validation)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", hostname).lstrip("_.-")[:64] or "edge"
+
+
 def _default_state_dir() -> Path:
     env = os.environ.get("STATE_DIRECTORY")  # set by systemd's StateDirectory=
     if env:
@@ -384,7 +399,7 @@ class Config(Strict):
 
     version: Literal[1] = Field(1, description="Configuration format version.")
     device: str = Field(
-        default_factory=lambda: re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "edge",
+        default_factory=lambda: _default_device(socket.gethostname()),
         pattern=NAME_RE,
         description="This device's name in topics and payloads (default: host name).",
     )
@@ -405,9 +420,9 @@ class Config(Strict):
     @classmethod
     def _unique(cls, v: List[CameraConfig]) -> List[CameraConfig]:
         seen = set()
-        for cam in v:
+        for i, cam in enumerate(v):
             if cam.name in seen:
-                raise ValueError(f"camera name {cam.name!r} is used twice")
+                raise _located(f"camera name {cam.name!r} is used twice", i, "name")
             seen.add(cam.name)
         return v
 
@@ -417,12 +432,15 @@ class Config(Strict):
         if not isinstance(labels, list):
             return self  # a labels file is checked when the model is loaded
         known = set(labels)
-        named = list(self.detect.classes or []) + list(self.detect.class_thresholds)
-        for cam in self.cameras:
-            named += cam.classes or []
-        unknown = sorted({n for n in named if n not in known})
+        named: List[Tuple[str, Tuple[Union[str, int], ...]]] = []
+        named += [(n, ("detect", "classes", i)) for i, n in enumerate(self.detect.classes or [])]
+        named += [(n, ("detect", "class_thresholds", n)) for n in self.detect.class_thresholds]
+        for c, cam in enumerate(self.cameras):
+            named += [(n, ("cameras", c, "classes", i)) for i, n in enumerate(cam.classes or [])]
+        unknown = [(n, loc) for n, loc in named if n not in known]
         if unknown:
-            raise ValueError(f"unknown class labels: {', '.join(unknown)} (see model.labels)")
+            names = ", ".join(sorted({n for n, _ in unknown}))
+            raise _located(f"unknown class labels: {names} (see model.labels)", *unknown[0][1])
         return self
 
     @field_validator("sinks")
