@@ -243,7 +243,7 @@ class OverrideBuilder(Builder):
         except m.GLib.Error as exc:
             raise SourceError(
                 f"camera {self.camera.name}: source.description does not parse: {exc.message}",
-                "fix the gst-launch syntax; leave out the appsink",
+                "fix the gst-launch syntax, write trailing caps as `capsfilter caps=...`, leave out the appsink",
             ) from None
         if bin_.get_static_pad("src") is None:
             raise SourceError(
