@@ -62,26 +62,33 @@ class FrameRing:
         self._slots = slots
         self._free: List[np.ndarray] = []
         self._shape: Optional[Tuple[int, ...]] = None
+        self._generation = 0  # bumped on every size change: buffers of older sets are not taken back
         self._lock = threading.Lock()
         self.exhausted = 0
 
     def acquire(self, shape: Tuple[int, ...]) -> Optional[Tuple[np.ndarray, Callable[[], None]]]:
-        """Return a buffer of ``shape`` and its release callback, or None when all are in use."""
+        """Return a buffer of ``shape`` and its release callback, or None when all are in use.
+
+        The callback may be called more than once; only the first call gives the buffer back.
+        """
         with self._lock:
             if shape != self._shape:
                 # Source size changed (reconnect with other caps): start a fresh set.
                 self._shape = shape
+                self._generation += 1
                 self._free = [self._alloc(shape) for _ in range(self._slots)]
             if not self._free:
                 self.exhausted += 1
                 return None
             buf = self._free.pop()
-        expected = self._shape
+            generation = self._generation
+        given = [False]
 
         def give_back() -> None:
             with self._lock:
-                if buf.shape == expected == self._shape:
+                if not given[0] and generation == self._generation:
                     self._free.append(buf)
+                given[0] = True
 
         return buf, give_back
 
