@@ -1,8 +1,10 @@
 """Preprocessing on the CPU with OpenCV and numpy, into reused buffers.
 
-Per frame: one resize (cv2, straight from the captured frame) and one fused
-scale-and-shift per channel that writes the float NCHW tensor in place; the letterbox
-padding is constant for a given source size and is written only when that size changes.
+Per frame: one resize (cv2, straight from the captured frame) and one pass per channel
+that writes the float NCHW tensor in place through a 256-entry lookup table (pixel →
+(pixel - mean) / std, computed once in float32, so float16 output is rounded once); the
+letterbox padding is constant for a given source size and is written only when that size
+changes.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class CpuPreprocessor(Preprocessor):
         # (buffer, batch slot) → placement last written there, so padding is written once.
         self._written: Dict[Tuple[int, int], Placement] = {}
         self._resized: Dict[Tuple[int, int], np.ndarray] = {}
-        pad = np.float32(g.pad_value)
-        self._pad = [pad * self._scale[c] + self._shift[c] for c in range(3)]
+        # One table per model channel: uint8 pixel value → normalised value, in the buffer dtype.
+        levels = np.arange(256, dtype=np.float32)
+        self._lut = [(levels * self._scale[c] + self._shift[c]).astype(dtype) for c in range(3)]
+        self._pad = [self._lut[c][g.pad_value] for c in range(3)]
 
     def placement(self, src_w: int, src_h: int) -> Placement:
         g = self.geometry
@@ -68,5 +72,5 @@ class CpuPreprocessor(Preprocessor):
             resized = cv2.resize(image, (p.new_w, p.new_h), dst=buf, interpolation=cv2.INTER_LINEAR)
         for c in range(3):
             roi = dst[c, y0 : y0 + p.new_h, x0 : x0 + p.new_w]
-            np.multiply(resized[:, :, self._src[c]], self._scale[c], out=roi, casting="unsafe")
-            roi += self._shift[c]
+            # mode="clip" writes straight into the strided view (uint8 indices are always in range).
+            np.take(self._lut[c], resized[:, :, self._src[c]], out=roi, mode="clip")
