@@ -171,7 +171,7 @@ class RtspServer:
         if self.user is not None:
             cmd += ["--user", self.user, "--password", self.password or ""]
         if self.log_path is not None and self._log is None:
-            self._log = open(self.log_path, "ab")
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept across restarts, closed by close()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log or subprocess.DEVNULL)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout

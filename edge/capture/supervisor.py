@@ -23,6 +23,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from edge.capture.base import Deliver, Source, SourceState, SourceStats
+from edge.capture.diagnose import explain
 from edge.capture.gst import Layout, MappedBuffer, bgr_view, buffer_layout, buffer_pointer, caps_layout, gst_modules
 from edge.capture.pipelines import ERROR_MESSAGE, AttemptError, Builder, Graph
 from edge.capture.redact import Redactor
@@ -248,7 +249,7 @@ class GstSource(Source):
             if msg.type == Gst.MessageType.ERROR:
                 err, debug = msg.parse_error()
                 log.debug("camera %s: error from %s: %s", self.name, msg.src.get_name(), self._redact(debug or ""))
-                return Outcome(self._redact(f"{err.message} ({msg.src.get_name()})"))
+                return Outcome(self._redact(explain(err.message, debug or "", msg.src.get_name())))
             if msg.type == Gst.MessageType.WARNING:
                 warn, debug = msg.parse_warning()
                 log.info(

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import psutil
 
@@ -104,9 +104,3 @@ def camera(name: str, source: Dict[str, Any], **over: Any) -> Any:
 def stopped(source: Any, timeout: float = 10.0) -> None:
     source.stop(timeout)
     assert source.stats.state.value == "stopped"
-
-
-def by_name(records: List[Any], camera: str, level: Optional[int] = None) -> List[str]:
-    return [
-        r.getMessage() for r in records if f"camera {camera}" in r.getMessage() and (level is None or r.levelno >= level)
-    ]

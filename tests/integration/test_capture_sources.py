@@ -192,7 +192,7 @@ def test_realtime_file_is_paced_like_a_camera(assets):
 
 
 def test_path_with_spaces_quotes_and_bang_is_only_a_path(assets, tmp_path):
-    weird = tmp_path / "it's a \"video\" ! identity name=pwned ! fakesink.avi"
+    weird = tmp_path / 'it\'s a "video" ! identity name=pwned ! fakesink.avi'
     shutil.copy(assets.video, weird)
     seen = Collector()
     cam = camera("weird", {"kind": "file", "path": str(weird), "loop": False})
@@ -245,7 +245,8 @@ def test_missing_file_at_run_time_is_retried(assets, tmp_path):
 
 def test_pipeline_override_runs_and_bad_ones_fail_at_start():
     seen = Collector()
-    good = {"kind": "pipeline", "description": "videotestsrc is-live=true ! capsfilter caps=video/x-raw,width=64,height=48"}
+    description = "videotestsrc is-live=true ! capsfilter caps=video/x-raw,width=64,height=48"
+    good = {"kind": "pipeline", "description": description}
     src = open_source(camera("custom", good), seen)
     src.start()
     try:
