@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -30,6 +31,21 @@ _GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
 def _spec(arg: Any) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
     return TensorSpec(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
+
+
+def _ort_errors(ort: Any) -> Tuple[Type[BaseException], ...]:
+    """The exceptions onnxruntime raises for a model it cannot load (its own types derive from Exception)."""
+    state = getattr(getattr(ort, "capi", None), "onnxruntime_pybind11_state", None)
+    own = [v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception)] if state else []
+    return (*own, RuntimeError, ValueError, OSError)
+
+
+def _ort_message(exc: BaseException) -> str:
+    """ONNX Runtime's reason without its prefix: '[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model
+    from X failed:Protobuf parsing failed.' → 'INVALID_PROTOBUF: Protobuf parsing failed.'"""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .*? failed:)?(.*)", text)
+    return f"{m.group(1)}: {m.group(2).strip()}" if m else text
 
 
 def choose_providers(requested: Sequence[str], available: Sequence[str]) -> List[str]:
@@ -74,22 +90,29 @@ class OnnxRuntimeBackend(Backend):
         # Spinning threads would steal the cores that capture and postprocessing need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
+        if not model.is_file():
+            what = "is a directory" if model.is_dir() else "not found"
+            raise ModelError(f"model file {what}: {model}", "check model.path")
         try:
-            self._session = ort.InferenceSession(str(model), sess_options=opts, providers=chosen)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare Exception subclasses
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"cannot load model {model}: {first}", "is it a valid ONNX file?") from None
-        self.inputs = [_spec(a) for a in self._session.get_inputs()]
-        self.outputs = [_spec(a) for a in self._session.get_outputs()]
+            session = ort.InferenceSession(str(model), sess_options=opts, providers=chosen)
+        except _ort_errors(ort) as exc:
+            raise ModelError(
+                f"cannot load model {model}: {_ort_message(exc)}", "is it a valid ONNX file for this onnxruntime?"
+            ) from None
+        self._session: Optional[Any] = session
+        self.inputs = [_spec(a) for a in session.get_inputs()]
+        self.outputs = [_spec(a) for a in session.get_outputs()]
         self._names = [o.name for o in self.outputs]
-        used = self._session.get_providers()
+        used = session.get_providers()
         device = "cuda" if any(p in used for p in _GPU_PROVIDERS) else "cpu"
         self.info = BackendInfo("onnxruntime", precision, device, f"providers={','.join(used)}")
 
     def infer(self, batch: Any) -> Dict[str, np.ndarray]:
+        if self._session is None:
+            raise RuntimeError("infer() on a closed OnnxRuntimeBackend")
         results = self._session.run(self._names, {self.inputs[0].name: batch})
         return dict(zip(self._names, results))
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None
 

@@ -154,6 +154,25 @@ END2END_ROWS = [
 ]
 
 
+def unknown_op_model(path: Path) -> Path:
+    """A well-formed ONNX file using an operator no runtime has (session creation must fail)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FrobnicateBoxes", ["images"], ["out"], domain="com.example.nothing")
+    graph = helper.make_graph(
+        [node],
+        "unknown_op",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 10, 6])],
+    )
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.example.nothing", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="edge-tests")
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 def write_all(out: Path) -> Dict[str, Path]:
     """Write every test model into ``out``; returns name → path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +192,7 @@ def write_all(out: Path) -> Dict[str, Path]:
         "uint8_input": constant_model(
             out / "uint8_input.onnx", {"output0": end2end_output([])}, input_dtype=np.uint8
         ),
+        "unknown_op": unknown_op_model(out / "unknown_op.onnx"),
     }
     return made
 
