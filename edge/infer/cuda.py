@@ -176,7 +176,9 @@ class PinnedFrames:
                     return device + (addr - host) if device else 0
         return None
 
-    def __len__(self) -> int:
+    @property
+    def count(self) -> int:
+        """Buffers allocated so far (no ``__len__``: an empty allocator must still be truthy)."""
         return len(self._buffers)
 
     def close(self) -> None:

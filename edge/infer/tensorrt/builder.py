@@ -192,8 +192,9 @@ def cache_calibrator(compat: TrtCompat, data: bytes, batch: int) -> Any:
 class _Ticker:
     """Calls ``progress`` every ``interval`` seconds while a blocking TensorRT call runs."""
 
-    def __init__(self, progress: Optional[Progress], message: str, interval: float = PROGRESS_INTERVAL_S) -> None:
-        self.progress, self.message, self.interval = progress, message, interval
+    def __init__(self, progress: Optional[Progress], message: str, interval: Optional[float] = None) -> None:
+        self.progress, self.message = progress, message
+        self.interval = PROGRESS_INTERVAL_S if interval is None else interval
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.started = time.monotonic()
@@ -297,7 +298,7 @@ def _build(
     profile = _profile(builder, network, batch, input_hw)
     if profile is not None:
         config.add_optimization_profile(profile)
-    compat.set_precision(config, precision, fp16_fallback=hardware.fast_fp16 and compat.has_precision_flags)
+    compat.set_precision(config, precision, fp16_fallback=hardware.fast_fp16 and compat.has_precision_flags, qdq=qdq)
     if precision == "int8" and not qdq:
         if calibrator is None and calibration_cache is not None:
             calibrator = cache_calibrator(compat, Path(calibration_cache).read_bytes(), batch)

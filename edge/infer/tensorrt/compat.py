@@ -187,9 +187,13 @@ class TrtCompat:
             )
         config.set_flag(flag)
 
-    def set_precision(self, config: Any, precision: str, *, fp16_fallback: bool) -> None:
-        """Builder flags for fp32 / fp16 / int8 (int8 also enables fp16 for the layers left in float)."""
-        if precision == "fp32":
+    def set_precision(self, config: Any, precision: str, *, fp16_fallback: bool, qdq: bool = False) -> None:
+        """Builder flags for fp32 / fp16 / int8 (int8 also enables fp16 for the layers left in float).
+
+        A Q/DQ model for int8 sets INT8 (+FP16) where the flags exist (8.x, 10.x weakly typed);
+        strongly typed TensorRT (11.x) takes the precision from the Q/DQ nodes and sets nothing.
+        """
+        if precision == "fp32" or (precision == "int8" and qdq and not self.has_precision_flags):
             return
         if not self.has_precision_flags:
             raise HardwareError(
