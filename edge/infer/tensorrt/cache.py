@@ -278,6 +278,8 @@ class EngineCache:
             if theirs.get("model_sha256") != ours["model_sha256"]:
                 continue
             diff = key.differences(theirs)
+            if not diff:
+                return f"{meta_path.name[: -len('.json')]} is missing (only its sidecar is left)"
             if best is None or len(diff) < best[0]:
                 best = (len(diff), diff)
         if best is None:
