@@ -18,7 +18,8 @@ def reveal(secret: Optional[Secret], what: str = "secret") -> Optional[str]:
         return None
     if isinstance(secret, SecretStr):
         return secret.get_secret_value()
-    assert isinstance(secret, SecretRef)
+    if not isinstance(secret, SecretRef):
+        raise TypeError(f"{what}: expected a SecretStr or SecretRef, got {type(secret).__name__}")
     if secret.env:
         value = os.environ.get(secret.env)
         if value is None:
@@ -32,9 +33,10 @@ def reveal(secret: Optional[Secret], what: str = "secret") -> Optional[str]:
                 "run under systemd with LoadCredential= or use env:/file:",
             )
         path = Path(creds) / secret.credential
-    else:
-        assert secret.file is not None
+    elif secret.file is not None:
         path = secret.file.expanduser()
+    else:  # SecretRef validates exactly one source; a model_construct()ed one may have none
+        raise ConfigError(f"{what}: no env, file or credential given", "give exactly one of them")
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:

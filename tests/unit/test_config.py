@@ -229,7 +229,8 @@ def test_relative_paths_resolve_against_the_config_directory(
     cfg = load_config(path)
     assert cfg.model.path == cfg_dir / "model.onnx"
     assert cfg.model.labels == cfg_dir / "labels.txt"
-    assert cfg.cameras[0].source.path == cfg_dir / "video.avi"
+    source = cfg.cameras[0].source
+    assert isinstance(source, schema.FileSource) and source.path == cfg_dir / "video.avi"
     assert cfg.state_dir == cfg_dir / "state"
     assert cfg.backend.tensorrt.engine_dir == cfg_dir / "engines"
     assert cfg.mqtt.tls.ca_file == cfg_dir / "ca.pem"
@@ -359,3 +360,10 @@ def test_secret_ref_needs_exactly_one_source() -> None:
     for kwargs in ({}, {"env": "A", "file": Path("b")}, {"env": "A", "credential": "c"}):
         with pytest.raises(ValidationError, match="give exactly one of env, file or credential"):
             SecretRef(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reveal_rejects_what_is_not_a_secret() -> None:
+    with pytest.raises(TypeError, match=r"mqtt\.password: expected a SecretStr or SecretRef"):
+        reveal("plain", "mqtt.password")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no env, file or credential given"):
+        reveal(SecretRef.model_construct(env=None, file=None, credential=None))
