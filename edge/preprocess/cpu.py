@@ -1,10 +1,11 @@
 """Preprocessing on the CPU with OpenCV and numpy, into reused buffers.
 
-Per frame: one resize (cv2, straight from the captured frame) and one pass per channel
-that writes the float NCHW tensor in place through a 256-entry lookup table (pixel →
-(pixel - mean) / std, computed once in float32, so float16 output is rounded once); the
-letterbox padding is constant for a given source size and is written only when that size
-changes.
+Per frame: one resize (cv2, straight from the captured frame), one split of the resized
+image into reused channel planes, and one pass per channel that writes
+``pixel * (1/std) + (-mean/std)`` straight into the float32 NCHW tensor
+(``cv2.addWeighted``, about twice as fast as numpy's multiply-then-add). float16 output goes
+through a 256-entry table per channel instead (rounded once). The letterbox padding is
+constant for a given source size and is written only when that size changes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class CpuPreprocessor(Preprocessor):
         # (buffer, batch slot) → placement last written there, so padding is written once.
         self._written: Dict[Tuple[int, int], Placement] = {}
         self._resized: Dict[Tuple[int, int], np.ndarray] = {}
-        # One table per model channel: uint8 pixel value → normalised value, in the buffer dtype.
+        self._planes: Dict[Tuple[int, int], List[np.ndarray]] = {}
+        self._fused = dtype == np.float32  # cv2.addWeighted writes float32, not float16
+        # float16: one table per model channel, uint8 pixel value → normalised value.
         levels = np.arange(256, dtype=np.float32)
         self._lut = [(levels * self._scale[c] + self._shift[c]).astype(dtype) for c in range(3)]
         self._pad = [self._lut[c][g.pad_value] for c in range(3)]
@@ -70,7 +73,21 @@ class CpuPreprocessor(Preprocessor):
             if buf is None:
                 buf = self._resized[(p.new_w, p.new_h)] = np.empty((p.new_h, p.new_w, 3), np.uint8)
             resized = cv2.resize(image, (p.new_w, p.new_h), dst=buf, interpolation=cv2.INTER_LINEAR)
+        if not self._fused:
+            for c in range(3):
+                roi = dst[c, y0 : y0 + p.new_h, x0 : x0 + p.new_w]
+                # mode="clip" writes straight into the strided view (uint8 indices are always in range).
+                np.take(self._lut[c], resized[:, :, self._src[c]], out=roi, mode="clip")
+            return
+        planes = self._planes.get((p.new_w, p.new_h))
+        if planes is None:
+            planes = self._planes[(p.new_w, p.new_h)] = [np.empty((p.new_h, p.new_w), np.uint8) for _ in range(3)]
+        split = cv2.split(resized, planes)  # the given planes, filled (their arrays are returned)
         for c in range(3):
             roi = dst[c, y0 : y0 + p.new_h, x0 : x0 + p.new_w]
-            # mode="clip" writes straight into the strided view (uint8 indices are always in range).
-            np.take(self._lut[c], resized[:, :, self._src[c]], out=roi, mode="clip")
+            plane = split[self._src[c]]
+            out = cv2.addWeighted(
+                plane, float(self._scale[c]), plane, 0.0, float(self._shift[c]), dst=roi, dtype=cv2.CV_32F
+            )
+            if not np.may_share_memory(out, roi):  # cv2 could not write in place: copy (never seen)
+                roi[...] = out

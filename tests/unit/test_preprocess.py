@@ -173,3 +173,13 @@ def test_placement_maps_a_drawn_box_back_to_where_it_was(frames: List[np.ndarray
         found = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
         back = p.to_source(found)[0]
         np.testing.assert_allclose(back, [x1, y1, x2, y2], atol=2.5)
+
+
+def test_strided_views_as_sources(frames: List[np.ndarray]) -> None:
+    """Frames may be views (a crop of a mapped buffer): both the resize and the no-resize path."""
+    g = geometry(color="rgb")
+    pre = CpuPreprocessor(g)
+    for view in (frames[0][::2, ::2], frames[1][100:516, 200:616]):
+        assert not view.flags["C_CONTIGUOUS"]
+        out, _ = pre([view])
+        check(out[0], np.ascontiguousarray(view), g)
