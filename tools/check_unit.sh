@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check the systemd unit the way CI does:
-#   1. `systemd-analyze verify` on the unit, alone and with each example drop-in in
-#      systemd/examples/; any output on stderr fails (verify only warns, with exit 0, about
+#   1. `systemd-analyze verify` on the unit, alone, with each example drop-in in
+#      systemd/examples/ and with the device drop-in tools/install-jetson.sh writes for this
+#      machine; any output on stderr fails (verify only warns, with exit 0, about
 #      unknown keys and bad values).
 #   2. `systemd-analyze security --offline=true`: prints the table and fails when the
 #      overall exposure of the unit is above the limit (3.0 unless --max-exposure says).
@@ -75,6 +76,10 @@ for dropin in systemd/examples/*.conf; do
   stage "$dropin"
   verify "$UNIT + $dropin"
 done
+# The device drop-in the installer writes, as generated for this machine.
+tools/install-jetson.sh --print-devices >"$work/10-devices.conf"
+stage "$work/10-devices.conf"
+verify "$UNIT + this machine's 10-devices.conf"
 
 stage ""
 score=$(exposure)

@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
     --keep-data) KEEP=1 ;;
     --python) PYTHON=$2; shift ;;
     --pip-args) PIP_ARGS=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-jetson: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -103,7 +103,7 @@ def notify() -> Iterator[NotifySocket]:
 
 def lifecycle(messages: List[Message]) -> List[str]:
     """The state changes systemd acts on, in order."""
-    out = []
+    out: List[str] = []
     for _, m in messages:
         for key in ("READY", "RELOADING", "STOPPING"):
             if key in m:
