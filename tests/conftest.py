@@ -95,6 +95,9 @@ class Mosquitto:
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",
             "autosave_interval 1",
+            # As root, mosquitto would switch to the "mosquitto" user, which cannot write its store or
+            # read key files under pytest's root-only temporary directories.
+            "user root" if os.geteuid() == 0 else "",
             extra,
         ]
         self.conf.write_text("\n".join(lines) + "\n")
@@ -114,6 +117,9 @@ class Mosquitto:
                 self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
 
     def restart(self) -> None:
         self.stop()

@@ -359,7 +359,7 @@ class MqttSink(Sink):
                 self._open(client)
             except (OSError, ValueError) as exc:  # ssl.SSLError and socket errors are OSErrors
                 text, slow = describe_error(exc, self._where, self._tls is not None)
-                problems.problem(text)
+                problems.problem(text, logging.ERROR if slow else logging.WARNING)
                 self._stopping.wait(backoff.spread(cfg.auth_retry_s) if slow else backoff.next())
                 continue
             client.loop_start()
@@ -380,7 +380,7 @@ class MqttSink(Sink):
                 log.warning("MQTT: %s; reconnecting", text)
                 delay = backoff.next()
             else:
-                problems.problem(text)
+                problems.problem(text, logging.ERROR if slow else logging.WARNING)
                 delay = backoff.spread(cfg.auth_retry_s) if slow else backoff.next()
             self.counts["reconnects"] += int(up)
             self._stopping.wait(delay)
