@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from edge.capture.elements import DecoderPlan, add_tail, link_chain, make
 from edge.capture.gst import gst_modules
+from edge.capture.redact import Redactor
 from edge.config.model import CameraConfig
 from edge.errors import SourceError
 
@@ -137,14 +138,11 @@ class Builder:
     def __init__(self, camera: CameraConfig, plan: DecoderPlan) -> None:
         self.camera = camera
         self.plan = plan
+        self.redact = Redactor()  # scrubs every secret this builder has used from text
         self.where = self._where()
 
     def _where(self) -> str:
         return self.camera.source.kind
-
-    def secrets(self) -> List[str]:
-        """Values that must never appear in a log line."""
-        return []
 
     def elements(self) -> List[str]:
         """Element factories this source needs at the least (checked once at start-up)."""

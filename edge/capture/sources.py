@@ -113,13 +113,11 @@ class RtspBuilder(Builder):
         return redact_url(self.cfg.url)
 
     def _credentials(self) -> Tuple[Optional[str], Optional[str]]:
+        """Read on every attempt, so a rotated secret is picked up without a restart."""
         split = split_credentials(self.cfg.url)
         password = reveal(self.cfg.password, f"camera {self.camera.name} password") or split.password
+        self.redact.add(password)
         return self.cfg.username or split.username, password
-
-    def secrets(self) -> List[str]:
-        password = self._credentials()[1]
-        return [password] if password else []
 
     def elements(self) -> List[str]:
         codecs = ["h264", "h265"] if self.cfg.codec == "auto" else [self.cfg.codec]

@@ -26,7 +26,6 @@ from edge.capture.base import Deliver, Source, SourceState, SourceStats
 from edge.capture.diagnose import explain
 from edge.capture.gst import Layout, MappedBuffer, bgr_view, buffer_layout, buffer_pointer, caps_layout, gst_modules
 from edge.capture.pipelines import ERROR_MESSAGE, AttemptError, Builder, Graph
-from edge.capture.redact import Redactor
 from edge.config.model import CameraConfig
 from edge.errors import SourceError
 from edge.frames import Frame, FrameRing
@@ -68,7 +67,7 @@ class GstSource(Source):
         self._deliver = deliver
         self._ring = ring
         self._builder = builder
-        self._redact = Redactor(builder.secrets())
+        self._redact = builder.redact
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._lock = threading.Lock()

@@ -286,3 +286,32 @@ def test_missing_file_path_is_rejected_by_config(tmp_path: Path):
 
     with pytest.raises(ValidationError, match="file not found"):
         camera("nofile", {"kind": "file", "path": str(tmp_path / "nope.avi")})
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media", "decoder"),
+    [("mjpeg", "image/jpeg", "jpegdec"), ("yuyv", "video/x-raw", None), ("auto", "image/jpeg", "decodebin")],
+)
+def test_v4l2_graph_asks_for_the_configured_format(tmp_path, fmt, media, decoder):
+    # No camera here: a plain file stands in for the device node, so only the graph is checked.
+    device = tmp_path / "video0"
+    device.touch()
+    cfg = {"kind": "v4l2", "device": str(device), "format": fmt, "width": 640, "height": 480, "fps": 30}
+    src = open_source(camera("usb", cfg), Collector())
+    graph = src._builder.build()
+    try:
+        by_factory = {e.get_factory().get_name(): e for e in graph.pipeline.children}
+        assert by_factory["v4l2src"].get_property("device") == str(device)
+        filters = [
+            e.get_property("caps").to_string()
+            for e in graph.pipeline.children
+            if e.get_factory().get_name() == "capsfilter"
+        ]
+        wanted = [c for c in filters if media in c]
+        assert wanted and "width=(int)640" in wanted[0] and "framerate=(fraction)30/1" in wanted[0]
+        if fmt == "yuyv":
+            assert "format=(string)YUY2" in wanted[0]
+        if decoder is not None:
+            assert decoder in by_factory
+    finally:
+        graph.close()
