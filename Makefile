@@ -1,7 +1,7 @@
 # edge-detector: every target sets up what it needs first and is safe to repeat.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export EDGE_ASSETS ?= $(HOME)/.cache/edge-detector/assets
+export EDGE_ASSETS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-detector/assets
 
 .PHONY: setup demo test lint unit integration bench clean
 

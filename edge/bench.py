@@ -37,7 +37,7 @@ def _sample_frames(cfg: Config, n: int) -> List[np.ndarray]:
     if not isinstance(src, FileSource):
         return []
     cap = cv2.VideoCapture(str(src.path))
-    frames = []
+    frames: List[np.ndarray] = []
     while len(frames) < n:
         ok, img = cap.read()
         if not ok:

@@ -13,11 +13,11 @@ import queue
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edge import __version__
-from edge.config.load import load_config
 from edge.config.model import CameraConfig, Config
 from edge.errors import EdgeError
 from edge.frames import FrameMailbox, FrameRing
@@ -34,10 +34,11 @@ RING_SLOTS = 4  # per camera: one being written, one waiting, up to two in fligh
 
 def camera_policy(cfg: Config, cam: CameraConfig) -> CameraPolicy:
     d = cfg.detect
+    classes = cam.classes if cam.classes is not None else d.classes
     filters = Filters(
         score_threshold=d.score_threshold if cam.score_threshold is None else cam.score_threshold,
         class_thresholds=tuple(sorted(d.class_thresholds.items())) or None,
-        classes=tuple(cam.classes if cam.classes is not None else d.classes or ()) or None,
+        classes=tuple(classes) if classes is not None else None,
         iou_threshold=d.iou_threshold,
         class_agnostic=d.class_agnostic_nms,
         max_detections=d.max_detections,
@@ -72,9 +73,10 @@ class Daemon:
         self.notifier = notifier or _make_notifier(cfg, self.heartbeats)
         self.mailbox = FrameMailbox()
         self.sources: Dict[str, Any] = {}
+        self._stopped_sources: Dict[str, Any] = {}  # during shutdown, for the final stats
         self.pipeline: Optional[Pipeline] = None
         self._wake = threading.Event()
-        self._requests: queue.Queue[Tuple[str, Any]] = queue.Queue()
+        self._requests: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
         self._stop_signal = ""
         self.started = time.time()
         self._sources_started = 0.0
@@ -100,7 +102,8 @@ class Daemon:
             raise EdgeError("the daemon did not carry out the command within 15 s", "try again")
         if isinstance(box[0], EdgeError):
             raise box[0]
-        return box[0]  # type: ignore[no-any-return]
+        result: Dict[str, Any] = box[0]
+        return result
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -143,12 +146,13 @@ class Daemon:
         policies = {c.name: camera_policy(cfg, c) for c in cfg.cameras if c.enabled}
         self.pipeline = Pipeline(self.mailbox, engine, policies, sinks, ctx, self.heartbeats,
                                  on_snapshot=_snapshot_renderer())
+        self.pipeline.on_drained = each_sink(lambda k: k.publish_stats(self.stats(final=True)))
         self.pipeline.start()
         for cam in cfg.cameras:
             if cam.enabled:
                 self._start_source(cam)
         self._sources_started = time.monotonic()
-        self.pipeline.control(lambda sinks: [s.publish_status(self.status_payload()) for s in sinks])
+        self.pipeline.control(each_sink(lambda k: k.publish_status(self.status_payload())))
         log.info("running: %d camera(s), sinks %s", len(self.sources), ", ".join(cfg.sinks))
 
     def _start_source(self, cam: CameraConfig) -> None:
@@ -160,16 +164,17 @@ class Daemon:
         ring = FrameRing(RING_SLOTS, alloc) if alloc is not None else None
         src = open_source(cam, self.mailbox.put, ring)
         self.sources[cam.name] = src
-        self.heartbeats.add_probe(f"capture:{cam.name}",
-                                  lambda now, s=src: s.alive(now, self.cfg.health.worker_stall_s))
+        stall_s = self.cfg.health.worker_stall_s
+        self.heartbeats.add_probe(f"capture:{cam.name}", partial(_source_alive, src, stall_s))
         src.start()
 
-    def _stop_source(self, name: str) -> None:
+    def _stop_source(self, name: str, keep_slot: bool = False) -> None:
         src = self.sources.pop(name, None)
         self.heartbeats.remove(f"capture:{name}")
         if src is not None:
             src.stop()
-        self.mailbox.remove_camera(name)
+        if not keep_slot:  # at shutdown the last frame stays to be drained
+            self.mailbox.remove_camera(name)
 
     def _loop(self) -> None:
         pipeline = self.pipeline
@@ -197,8 +202,7 @@ class Daemon:
                 self.notifier.status(self.status_line())
             if now >= next_stats:
                 next_stats = now + self.cfg.mqtt.stats_interval_s
-                stats = self.stats()
-                pipeline.control(lambda sinks, s=stats: [k.publish_stats(s) for k in sinks])
+                pipeline.control(each_sink(partial(_publish_stats, stats=self.stats())))
 
     def _check_ready(self, now: float) -> None:
         assert self.pipeline is not None
@@ -215,9 +219,10 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        self._stopped_sources = dict(self.sources)
         for name in list(self.sources):
             try:
-                self._stop_source(name)
+                self._stop_source(name, keep_slot=True)
             except EdgeError as exc:
                 log.warning("stopping camera %s: %s", name, exc)
         if self.pipeline is not None:
@@ -264,23 +269,27 @@ class Daemon:
             ctx = PayloadContext(new.device, new.model.display_name, info.precision, info.name,
                                  pipeline.engine.labels, session=pipeline.ctx.session)
             sinks = make_sinks(new, self.on_command) if sinks_changed else None
-            pipeline.control(lambda current, s=sinks, c=ctx: _swap_sinks(pipeline, current, s, c))
-        pipeline.control(lambda sinks: [s.publish_status(self.status_payload()) for s in sinks])
+            pipeline.control(partial(_swap_sinks, pipeline, new=sinks, ctx=ctx))
+        pipeline.control(each_sink(lambda k: k.publish_status(self.status_payload())))
 
     # ------------------------------------------------------------------ reporting
     def camera_stats(self) -> Dict[str, Dict[str, Any]]:
+        """Per camera; ``frames`` = ``published`` + ``dropped_unread`` + ``skipped`` once drained."""
         assert self.pipeline is not None
         rates = self.pipeline.processed.rates(self.sources)
         mailbox = self.mailbox.counters()
         out = {}
-        for name, src in self.sources.items():
+        for name, src in {**self._stopped_sources, **self.sources}.items():
             st = src.stats
             _received, unread = mailbox.get(name, (0, 0))
             out[name] = {
                 "state": st.state.value,
                 "fps": rates.get(name, 0.0),
                 "frames": st.frames,
+                "published": self.pipeline.published_by_camera.get(name, 0),
                 "dropped": unread + st.dropped,
+                "dropped_unread": unread,
+                "dropped_no_buffer": st.dropped,
                 "skipped": self.pipeline.skipped.get(name, 0),
                 "reconnects": st.reconnects,
                 "last_error": st.last_error,
@@ -313,9 +322,10 @@ class Daemon:
             "started": round(self.started, 3),
         }
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self, final: bool = False) -> Dict[str, Any]:
         assert self.pipeline is not None
         out: Dict[str, Any] = {
+            "final": final,
             "uptime_s": round(time.time() - self.started, 1),
             "cameras": self.camera_stats(),
             "latency_ms": self.pipeline.latency.summary(),
@@ -331,6 +341,24 @@ class Daemon:
         return out
 
 
+def each_sink(fn: Callable[[Sink], None]) -> Callable[[List[Sink]], None]:
+    """A publisher-thread control item that calls ``fn`` on every sink."""
+
+    def run(sinks: List[Sink]) -> None:
+        for sink in sinks:
+            fn(sink)
+
+    return run
+
+
+def _source_alive(src: Any, stall_s: float, now: float) -> bool:
+    return bool(src.alive(now, stall_s))
+
+
+def _publish_stats(sink: Sink, stats: Dict[str, Any]) -> None:
+    sink.publish_stats(stats)
+
+
 def _swap_sinks(pipeline: Pipeline, current: List[Sink], new: Optional[List[Sink]], ctx: PayloadContext) -> None:
     """On the publisher thread: close the old sinks, start the new ones, switch payload context."""
     pipeline.ctx = ctx
@@ -344,11 +372,9 @@ def _swap_sinks(pipeline: Pipeline, current: List[Sink], new: Optional[List[Sink
 
 
 def _snapshot_renderer() -> Optional[Callable[..., Optional[bytes]]]:
-    try:
-        from edge.publish.snapshot import render_snapshot
-    except ImportError:
-        return None
-    return render_snapshot  # type: ignore[no-any-return]
+    from edge.publish.snapshot import render_snapshot
+
+    return render_snapshot
 
 
 def _make_notifier(cfg: Config, heartbeats: Heartbeats) -> Any:

@@ -192,11 +192,20 @@ class FrameMailbox:
             return {c: (s.received, s.dropped) for c, s in self._slots.items()}
 
     def close(self) -> None:
-        """Wake every waiter; release frames still waiting."""
+        """Refuse new frames and wake every waiter. Frames already waiting can still be taken
+        (shutdown drains them); :meth:`discard` releases them instead."""
         with self._cond:
             self._closed = True
-            pending = [s._take() for s in self._slots.values()]
             self._cond.notify_all()
+
+    def discard(self) -> int:
+        """Release every frame still waiting, counted as dropped; returns how many."""
+        with self._cond:
+            pending = [s._take() for s in self._slots.values()]
+            for slot, frame in zip(list(self._slots.values()), pending):
+                if frame is not None:
+                    slot.dropped += 1
         for frame in pending:
             if frame is not None:
                 frame.release()
+        return sum(f is not None for f in pending)

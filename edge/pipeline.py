@@ -89,8 +89,8 @@ class Pipeline:
         self.sinks = list(sinks)
         self.ctx = ctx
         self._tokens = threading.Semaphore(engine.pre.buffers)
-        self._to_infer: queue.Queue[Any] = queue.Queue()
-        self._to_publish: queue.Queue[Any] = queue.Queue(maxsize=64)
+        self._to_infer: "queue.Queue[Any]" = queue.Queue()
+        self._to_publish: "queue.Queue[Any]" = queue.Queue(maxsize=64)
         self._hb_prep = heartbeats.register("preprocess")
         self._hb_infer = heartbeats.register("inference")
         self._hb_publish = heartbeats.register("publisher")
@@ -107,6 +107,9 @@ class Pipeline:
         self.processed = RateMeter()
         self.skipped: Dict[str, int] = {}
         self.published = 0
+        self.published_by_camera: Dict[str, int] = {}
+        # Called on the publisher thread after the last result, before the sinks close.
+        self.on_drained: Optional[Callable[[List[Sink]], None]] = None
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -261,6 +264,8 @@ class Pipeline:
                     continue
                 self._publish_batch(item)
         finally:
+            if self.on_drained is not None and not self.failed.is_set():
+                self.on_drained(self.sinks)
             for sink in self.sinks:
                 sink.close()
 
@@ -288,6 +293,7 @@ class Pipeline:
             for sink in self.sinks:
                 sink.publish(result, payload)
             self.published += 1
+            self.published_by_camera[frame.camera] = self.published_by_camera.get(frame.camera, 0) + 1
             self.latency.add(latency)
             self.processed.mark(frame.camera, now)
             snap = item.snapshots.get(frame.camera)

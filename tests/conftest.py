@@ -19,7 +19,8 @@ def assets_dir() -> Path:
     env = os.environ.get("EDGE_ASSETS")
     if env:
         return Path(env)
-    return Path.home() / ".cache" / "edge-detector" / "assets"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "edge-detector" / "assets"
 
 
 class Assets:

@@ -138,7 +138,7 @@ def test_remove_camera_releases_its_frame_and_round_robin_continues() -> None:
     assert r.count[("b", 1)] == 1
 
 
-def test_close_releases_pending_frames_and_refuses_new_ones() -> None:
+def test_close_refuses_new_frames_and_lets_pending_ones_drain() -> None:
     r = Releases()
     box = FrameMailbox()
     for c in "ab":
@@ -148,12 +148,26 @@ def test_close_releases_pending_frames_and_refuses_new_ones() -> None:
     taken = box.take(1, timeout=1)
     assert [f.camera for f in taken] == ["a"]
     box.close()
-    assert r.count == {("b", 0): 1}  # the unread frame is released by close
+    assert r.count == {}  # the unread frame stays for the shutdown drain
     box.put(r.frame("a", 1))  # after close: released at once, never delivered
     assert r.count[("a", 1)] == 1
-    assert box.take(timeout=None) == []  # closed: returns at once
-    taken[0].release()
+    drained = box.take(2, timeout=None)
+    assert [(f.camera, f.seq) for f in drained] == [("b", 0)]
+    assert box.take(timeout=None) == []  # closed and empty: returns at once
+    for f in taken + drained:
+        f.release()
     assert set(r.count.values()) == {1} and len(r.count) == 3
+
+
+def test_discard_releases_pending_frames_as_dropped() -> None:
+    r = Releases()
+    box = FrameMailbox()
+    box.add_camera("a")
+    box.put(r.frame("a", 0))
+    box.close()
+    assert box.discard() == 1
+    assert r.count == {("a", 0): 1}
+    assert box.counters()["a"] == (1, 1)
 
 
 def test_close_wakes_a_blocked_take() -> None:
