@@ -105,8 +105,8 @@ class Mosquitto:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "Mosquitto":
-        self.log = open(self.workdir / "mosquitto.log", "ab")
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=self.log)
+        with open(self.workdir / "mosquitto.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=log, stderr=log)
         wait_port(self.port)
         return self
 
