@@ -26,7 +26,8 @@ WINDOW_S = 10.0
 
 @pytest.fixture(scope="module")
 def h264(assets, tmp_path_factory) -> Path:
-    return encoded_media(assets.video, tmp_path_factory.mktemp("rtspd") / "vtest_h264.mp4")
+    # One encode per test session, shared by every RTSP test module.
+    return encoded_media(assets.video, tmp_path_factory.getbasetemp() / "vtest_h264.mp4")
 
 
 @pytest.fixture

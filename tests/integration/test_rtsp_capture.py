@@ -28,7 +28,8 @@ PASSWORD = "p@ss w:rd!'\"/#?&"  # every character that breaks a naively pasted U
 
 @pytest.fixture(scope="session")
 def h264(assets, tmp_path_factory) -> Path:
-    return encoded_media(assets.video, tmp_path_factory.mktemp("rtsp") / "vtest_h264.mp4")
+    # One encode per test session, shared by every RTSP test module.
+    return encoded_media(assets.video, tmp_path_factory.getbasetemp() / "vtest_h264.mp4")
 
 
 @pytest.fixture
