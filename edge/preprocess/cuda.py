@@ -25,7 +25,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, ContextManager, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, ContextManager, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -170,6 +170,9 @@ class CudaPreprocessor(Preprocessor):
         self._staging: List[Tuple[Any, int]] = []  # per batch index: (allocation, nbytes)
         self._next = 0
         self._elem = 2 if geometry.dtype == "float16" else 4
+        self._image_bytes = 3 * geometry.width * geometry.height * self._elem
+        self._grid = ((geometry.width + BLOCK[0] - 1) // BLOCK[0], (geometry.height + BLOCK[1] - 1) // BLOCK[1])
+        self._plans: Dict[Tuple[int, int], Tuple[Placement, Tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
         self.copies = 0  # frames that needed a host-to-device copy (not mapped)
         self.zero_copy = 0  # frames read in place through mapped memory
@@ -189,15 +192,16 @@ class CudaPreprocessor(Preprocessor):
             # Do not overwrite the slot before the inference that read it has finished.
             self._stream.wait_for_event(self.target.slot_consumed[slot])
             placements = []
-            image_bytes = 3 * g.width * g.height * self._elem
             for i, image in enumerate(images):
                 h, w = image.shape[:2]
-                p = self.placement(w, h)
-                placements.append(p)
+                plan = self._plans.get((w, h))
+                if plan is None:  # once per source size: placement and the size-dependent arguments
+                    p = self.placement(w, h)
+                    plan = self._plans[(w, h)] = (p, kernel_args(0, w, h, 0, 0, g, p)[5:])
+                placements.append(plan[0])
                 src, pitch = self._source(i, image)
-                args = kernel_args(src, w, h, pitch, base + i * image_bytes, g, p)
-                grid = ((g.width + BLOCK[0] - 1) // BLOCK[0], (g.height + BLOCK[1] - 1) // BLOCK[1])
-                self._kernel.prepared_async_call(grid, BLOCK, self._stream, *args)
+                self._kernel.prepared_async_call(self._grid, BLOCK, self._stream, src, w, h, pitch,
+                                                 base + i * self._image_bytes, *plan[1])
             ready = self._events[slot]
             ready.record(self._stream)
         return DeviceBatch(base, slot, len(images), ready), placements
