@@ -280,20 +280,18 @@ class Daemon:
         mailbox = self.mailbox.counters()
         out = {}
         for name, src in {**self._stopped_sources, **self.sources}.items():
-            st = src.stats
             _received, unread = mailbox.get(name, (0, 0))
-            out[name] = {
-                "state": st.state.value,
-                "fps": rates.get(name, 0.0),
-                "frames": st.frames,
-                "published": self.pipeline.published_by_camera.get(name, 0),
-                "dropped": unread + st.dropped,
-                "dropped_unread": unread,
-                "dropped_no_buffer": st.dropped,
-                "skipped": self.pipeline.skipped.get(name, 0),
-                "reconnects": st.reconnects,
-                "last_error": st.last_error,
-            }
+            cam = src.stats.as_dict()
+            cam.update(
+                fps=rates.get(name, 0.0),
+                published=self.pipeline.published_by_camera.get(name, 0),
+                dropped=unread + src.stats.dropped,
+                dropped_unread=unread,
+                dropped_no_buffer=src.stats.dropped,
+                skipped=self.pipeline.skipped.get(name, 0),
+                where=src.where,
+            )
+            out[name] = cam
         return out
 
     def status_line(self) -> str:

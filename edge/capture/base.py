@@ -60,6 +60,7 @@ class Source(ABC):
 
     name: str
     stats: SourceStats
+    where: str = ""  # the source's location for logs and stats, credentials redacted
 
     @abstractmethod
     def start(self) -> None: ...

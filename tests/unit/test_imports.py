@@ -32,7 +32,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import edge
 failed = []
-names = [m.name for m in pkgutil.walk_packages(edge.__path__, "edge.")]
+names = [m.name for m in pkgutil.walk_packages(edge.__path__, "edge.") if m.name != "edge.__main__"]
 for name in names:
     try:
         importlib.import_module(name)
