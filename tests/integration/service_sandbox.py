@@ -58,7 +58,7 @@ else
   done
 fi
 exec chroot "$R" /usr/bin/env -i container=edge-sandbox PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  /lib/systemd/systemd --system --unit=edge-sandbox.target --log-target=console --log-level=notice
+  /lib/systemd/systemd --system --unit=edge-sandbox.target --log-target=journal --log-level=notice
 EOS
 
 cleanup() {
