@@ -176,12 +176,12 @@ class Pipeline:
         try:
             while True:
                 self._hb_prep.beat()
+                # Take a free buffer first, then the newest frames: a frame never ages
+                # while waiting for the batch before it to finish.
+                if not self._tokens.acquire(timeout=0.5):
+                    continue
                 engine = self._engine
                 frames = self.mailbox.take(engine.geometry.batch, timeout=0.5)
-                if not frames:
-                    if self._stop.is_set():
-                        break
-                    continue
                 admitted = []
                 for f in frames:
                     if self._admit(f):
@@ -189,14 +189,15 @@ class Pipeline:
                     else:
                         f.release()
                 if not admitted:
+                    self._tokens.release()
+                    if not frames and self._stop.is_set():
+                        break
                     continue
                 if engine is not current:
                     if current is not None:
                         current.backend.deactivate()
                     engine.backend.activate()
                     current = engine
-                while not self._tokens.acquire(timeout=0.5):
-                    self._hb_prep.beat()
                 start = time.monotonic()
                 tensor, placements = engine.pre([f.image for f in admitted])
                 prep_ms = (time.monotonic() - start) * 1000
