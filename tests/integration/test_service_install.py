@@ -51,6 +51,7 @@ def state(sb: Sandbox) -> str:
     return sb.run(["bash", "-c", script], check=False).stdout
 
 
+@pytest.mark.slow
 def test_install_is_idempotent_and_uninstall_removes_everything(sandbox: Sandbox) -> None:
     sb = sandbox
     before = state(sb)

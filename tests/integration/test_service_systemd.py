@@ -218,6 +218,32 @@ def test_stop_drains_and_exits_zero_in_time(system: Sandbox, broker: Mosquitto) 
     assert took < unit_seconds("TimeoutStopSec"), f"stop took {took:.1f} s"
 
 
+def test_own_protocols_without_systemd_python(system: Sandbox) -> None:
+    """The fallbacks used when systemd-python is absent, against the real systemd and journald."""
+    py = "/opt/edge-detector/venv/bin/python"
+    script = (
+        "import time\n"
+        "from edge.health.heartbeat import Heartbeats\n"
+        "from edge.health.systemd import JournalSender, Notifier\n"
+        "n = Notifier(Heartbeats(), 10.0, 5.0, use_library=False)\n"
+        "assert n.enabled and not n.via_library\n"
+        "JournalSender(use_library=False).send([('MESSAGE', 'first line\\nsecond line'), ('CAMERA', 'gate'),"
+        " ('SYSLOG_IDENTIFIER', 'edge-native')])\n"
+        "n.ready('ready through our own datagram')\n"
+        "time.sleep(120)\n"
+    )
+    # Type=notify: systemd-run returns only once READY=1 arrived.
+    system.run(["systemd-run", "--unit=edge-proto", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                "-p", "TimeoutStartSec=60", py, "-c", script], timeout=90)
+    try:
+        show = system.show("edge-proto.service", "ActiveState", "StatusText")
+        assert show == {"ActiveState": "active", "StatusText": "ready through our own datagram"}
+        entries = [json.loads(line) for line in system.journal("SYSLOG_IDENTIFIER=edge-native", "-o", "json")]
+        assert [(e["MESSAGE"], e["CAMERA"]) for e in entries] == [("first line\nsecond line", "gate")]
+    finally:
+        system.run(["systemctl", "stop", "edge-proto.service"], check=False)
+
+
 def test_uninstall_with_systemd_running(system: Sandbox) -> None:
     system.run(["systemctl", "start", UNIT], timeout=150)
     system.run([INSTALL, "--uninstall"])
