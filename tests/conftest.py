@@ -80,12 +80,12 @@ def wait_port(port: int, timeout: float = 5.0) -> None:
 class Mosquitto:
     """A real mosquitto broker on a free loopback port, restartable (same port, same store)."""
 
-    def __init__(self, workdir: Path, persistence: bool = True, extra: str = "") -> None:
+    def __init__(self, workdir: Path, persistence: bool = True, extra: str = "", port: Optional[int] = None) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             pytest.fail("mosquitto is not installed - run tools/setup.sh", pytrace=False)
         self.exe = exe
-        self.port = free_port()
+        self.port = port or free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
         lines = [
