@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import ROOT, DaemonProcess, Subscriber, demo_config, write_config
-
 from conftest import Mosquitto, free_port
+from daemon_helpers import ROOT, DaemonProcess, Subscriber, demo_config, write_config
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
