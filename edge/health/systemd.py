@@ -1,7 +1,7 @@
 """systemd integration: readiness, status and watchdog (sd_notify), and the journal transport.
 
-This is the only module that imports ``systemd`` (systemd-python). Without the library both
-protocols are spoken directly, they are small: an sd_notify message is one datagram of
+This is the only module that imports ``systemd`` (systemd-python). Without the library, both
+protocols are spoken directly (they are small): an sd_notify message is one datagram of
 ``KEY=value`` lines sent to ``$NOTIFY_SOCKET``; a journal entry is one datagram of fields
 sent to ``/run/systemd/journal/socket`` (see :mod:`edge.health.logs` for the fields).
 
@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 from types import ModuleType
-from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from edge.health.heartbeat import Heartbeats
 
@@ -36,11 +36,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 log = logging.getLogger(__name__)
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-# A datagram must fit the socket's send buffer; longer values are cut (the library path
-# would pass them through a memfd instead).
+# A datagram must fit the socket's send buffer: longer values are cut (the library uses a memfd).
 _MAX_JOURNAL_VALUE = 48 * 1024
-
-Address = Union[str, bytes]
 
 
 def library_available() -> bool:
@@ -64,7 +61,7 @@ def _one_line(text: str) -> str:
 class _DatagramSender:
     """One unix datagram socket, kept open, sending to a fixed address."""
 
-    def __init__(self, address: Address) -> None:
+    def __init__(self, address: str) -> None:
         self.address = address
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # non-inheritable (PEP 446)
 
@@ -125,15 +122,11 @@ class Notifier:
             else:
                 sender = self._sender = _DatagramSender(address)
                 self._send = lambda message: sender.send(message.encode("utf-8"))
-        # Check heartbeats at least 4x per watchdog interval, at most 4x a second.
+        # One heartbeat check (and ping) per 0.25 s at most; more often only for tiny intervals.
         self._check_every = min(self.watchdog_s / 4.0, 0.25) if self.watchdog_s else 0.25
         if self.enabled:
-            log.debug(
-                "systemd notify on %s (watchdog %s, via %s)",
-                raw,
-                f"{self.watchdog_s:g} s" if self.watchdog_s else "off",
-                "systemd-python" if self.via_library else "own socket",
-            )
+            via = "systemd-python" if self.via_library else "own socket"
+            log.debug("systemd notify on %s (watchdog %s s, via %s)", raw, self.watchdog_s or "off", via)
 
     # ------------------------------------------------------------------ messages
     def ready(self, status: str) -> None:
@@ -202,8 +195,7 @@ class Notifier:
             self._notify(("WATCHDOG=1",))
 
     @property
-    def stalled(self) -> List[str]:
-        """Workers found stalled at the last check."""
+    def stalled(self) -> List[str]:  # workers found stalled at the last check
         return sorted(self._stalled)
 
     # ------------------------------------------------------------------ plumbing
@@ -305,7 +297,3 @@ class JournalSender:
             if self._sender is not None:
                 self._sender.close()
                 self._sender = None
-
-
-def journal_socket_present(path: str = JOURNAL_SOCKET) -> bool:
-    return os.path.exists(path)
