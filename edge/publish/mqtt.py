@@ -83,11 +83,11 @@ class MqttSink(Sink):
         self.outbox = Outbox(cfg.outbox.path or Path(state_dir) / "outbox.sqlite", cfg.outbox)
         self._commands = CommandProcessor(device, on_command)
         self._snapshots = RateLimiter(cfg.snapshot_min_interval_s)
-        self._events: "queue.SimpleQueue[Tuple[Any, ...]]" = queue.SimpleQueue()  # noqa: UP037 (3.8: vermin)
+        self._events: "queue.SimpleQueue[Tuple[Any, ...]]" = queue.SimpleQueue()
         self._wake = threading.Event()
         self._vlock = threading.Lock()
         self._volatile: Deque[_Volatile] = deque()
-        self._cmd_queue: "queue.Queue[Tuple[bytes, Optional[str], Optional[bytes]]]" = queue.Queue(COMMAND_QUEUE)  # noqa: UP037
+        self._cmd_queue: "queue.Queue[Tuple[bytes, Optional[str], Optional[bytes]]]" = queue.Queue(COMMAND_QUEUE)
         self._closing = threading.Event()
         self._stopping = threading.Event()
         self._sender_done = threading.Event()

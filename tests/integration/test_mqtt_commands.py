@@ -60,7 +60,7 @@ def test_mqtt5_answers_go_to_the_response_topic_with_the_correlation_data(mosqui
         cmd = {"command": "set_threshold", "value": 0.6, "camera": "door", "id": "r1"}
         send(replies.client, "edge/dev/command", json.dumps(cmd).encode(), "replies/me", b"\x01corr")
         assert replies.wait(lambda: len(replies.on("replies/me")) == 1)
-        topic, payload, _, props = replies.on("replies/me")[0]
+        _, payload, _, props = replies.on("replies/me")[0]
         assert props.CorrelationData == b"\x01corr"
         body = json.loads(payload)
         assert body["ok"] is True and body["id"] == "r1" and body["applied"] == "set_threshold"

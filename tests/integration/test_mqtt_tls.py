@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -17,7 +17,7 @@ from edge.config.model import MqttConfig
 from edge.errors import ConfigError
 from edge.publish.mqtt import MqttSink
 
-PASSWORD = "s3cret-Pa55"  # noqa: S105 - a test credential
+PASSWORD = "s3cret-Pa55"
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -164,7 +164,7 @@ def test_host_name_check_and_its_override(pki: Path, tls_broker: Mosquitto, tmp_
 def test_unusable_certificate_files_are_config_errors(pki: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    with pytest.raises(ConfigError, match="mqtt.tls.ca_file"):
+    with pytest.raises(ConfigError, match=r"mqtt\.tls\.ca_file"):
         MqttSink(MqttConfig(tls={"enabled": True, "ca_file": bad}), "dev", tmp_path)
     with pytest.raises(ConfigError, match="cert_file/key_file"):
         MqttSink(MqttConfig(tls={"enabled": True, "cert_file": pki / "client.crt", "key_file": pki / "server.key"}),

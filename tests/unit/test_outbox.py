@@ -156,7 +156,7 @@ def test_count_limit_drops_the_oldest_and_counts(tmp_path: Path, caplog: pytest.
 
 def test_size_limit(tmp_path: Path) -> None:
     box = make(tmp_path, max_mb=0.001)  # 1000 bytes
-    for i in range(40):
+    for _ in range(40):
         box.append("t", bytes(100), 1)  # 101 bytes each with the topic
     box.drain()
     box.commit(LATER)
