@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export EDGE_ASSETS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-detector/assets
 
-.PHONY: setup demo test lint unit integration bench clean
+.PHONY: setup demo test lint bench clean
 
 setup:
 	tools/setup.sh
@@ -16,6 +16,7 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/vermin --no-tips --target=3.8 --violations --eval-annotations --feature union-types edge
 	$(PY) tools/gen_config_docs.py --check
+	tools/check_unit.sh
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

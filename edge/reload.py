@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict
 from edge.config.load import load_config
 from edge.config.model import Config
 from edge.errors import ConfigError, EdgeError
+from edge.health.logs import set_level
 
 if TYPE_CHECKING:
     from edge.daemon import Daemon
@@ -38,7 +39,7 @@ def reload_config(daemon: Daemon, why: str = "reload") -> bool:
             log.info("%s: model or backend settings changed, opening the new engine", why)
             engine = daemon.open_engine(new)
         daemon.apply_config(new, engine)
-        _set_log_level(new.log_level)
+        set_level(new.log_level)
         log.info("%s: new configuration in force", why)
         return True
     except EdgeError as exc:
@@ -47,10 +48,6 @@ def reload_config(daemon: Daemon, why: str = "reload") -> bool:
         return False
     finally:
         daemon.notifier.ready(daemon.status_line())
-
-
-def _set_log_level(level: str) -> None:
-    logging.getLogger().setLevel(level.upper())
 
 
 def _camera(cfg: Config, name: Any) -> int:
