@@ -19,10 +19,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -43,26 +41,15 @@ from edge.publish.connection import (
     tls_context,
     valid_topic,
 )
-from edge.publish.outbox import Message, Outbox
+from edge.publish.outbox import Outbox
 from edge.publish.payload import encode, new_session_id
+from edge.publish.sender import Sender, Volatile
 from edge.publish.snapshot import RateLimiter
 from edge.publish.status import OFFLINE, ONLINE, STOPPED, Topics, encode_json, stats_message, status_message
 
 log = logging.getLogger(__name__)
 
-BACKLOG_BATCH = 256  # backlog messages taken from the outbox at a time
-VOLATILE_MAX = 1000  # queued status/answers/snapshots/QoS 0 messages
 COMMAND_QUEUE = 32  # commands waiting for the command thread; more are answered "busy"
-PERMANENT_REJECTIONS = {0x87, 0x90, 0x99}  # PUBACK codes a resend cannot fix: not authorized, bad topic/payload
-
-
-class _Volatile(NamedTuple):
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    props: Optional[Properties]
-    kind: str  # status, answer, snapshot, qos0
 
 
 class MqttSink(Sink):
@@ -83,41 +70,26 @@ class MqttSink(Sink):
         self.outbox = Outbox(cfg.outbox.path or Path(state_dir) / "outbox.sqlite", cfg.outbox)
         self._commands = CommandProcessor(device, on_command)
         self._snapshots = RateLimiter(cfg.snapshot_min_interval_s)
-        self._events: "queue.SimpleQueue[Tuple[Any, ...]]" = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._vlock = threading.Lock()
-        self._volatile: Deque[_Volatile] = deque()
-        self._cmd_queue: "queue.Queue[Tuple[bytes, Optional[str], Optional[bytes]]]" = queue.Queue(COMMAND_QUEUE)
-        self._closing = threading.Event()
         self._stopping = threading.Event()
-        self._sender_done = threading.Event()
+        self._sender = Sender(self.outbox, cfg.max_inflight, cfg.outbox.commit_interval_ms, self._stopping,
+                              (self.topics.availability, STOPPED))
+        self._cmd_queue: "queue.Queue[Tuple[bytes, Optional[str], Optional[bytes]]]" = queue.Queue(COMMAND_QUEUE)
         self._connack = threading.Event()  # CONNACK (either outcome) or the connection ended
         self._lost = threading.Event()  # the connection ended
         self._threads: Dict[str, threading.Thread] = {}
-        self._fault: Optional[BaseException] = None
         self._closed = False
-        self._close_timeout = 5.0
-        # mqtt-send
-        self._client: Optional[paho.Client] = None
-        self._gen = 0
-        self._window = cfg.max_inflight
-        self._inflight: Dict[int, Message] = {}
-        self._backlog_inflight = 0
-        # mqtt-connect and paho callbacks
-        self.connected = False
+        self._late = 0  # published after close
+        self.connected = False  # set on CONNACK success only, by paho's network thread
+        self.reconnects = 0
         self._conn_gen = 0
         self._ended: Optional[Tuple[str, bool]] = None  # why the last attempt or connection ended
-        self._status: Optional[bytes] = None
         self._stats_seq = 0
-        self._outbox_stats = self.outbox.counters()
-        self.counts = {"sent": 0, "acked": 0, "rejected": 0, "reconnects": 0, "volatile_dropped": 0,
-                       "qos0_dropped": 0, "late": 0}
 
     # ------------------------------------------------------------------ publisher thread
     def start(self) -> None:
         if self._threads:
             return
-        targets = {"mqtt-send": self._send_main, "mqtt-connect": self._connect_main}
+        targets = {"mqtt-send": self._sender.run, "mqtt-connect": self._connect_main}
         if self.cfg.commands:
             targets["mqtt-commands"] = self._command_main
         for name, target in targets.items():
@@ -129,21 +101,22 @@ class MqttSink(Sink):
 
     def _put(self, topic: str, data: bytes, kind: str) -> None:
         if self._closed:
-            self.counts["late"] += 1
+            self._late += 1
             return
         if self.cfg.qos == 0:
-            self._enqueue(_Volatile(topic, data, 0, False, None, kind))
+            self._sender.enqueue(Volatile(topic, data, 0, False, None, kind))
         else:
-            self.outbox.append(topic, data, self.cfg.qos)
-            self._wake.set()
+            self._sender.append(topic, data, self.cfg.qos)
 
     def poll(self) -> None:
-        if self._fault is not None:
-            raise RuntimeError("the MQTT sender thread failed (see the log)") from self._fault
+        if self._sender.fault is not None:
+            raise RuntimeError("the MQTT sender thread failed (see the log)") from self._sender.fault
 
     def publish_status(self, status: Dict[str, Any]) -> None:
-        self._status = encode_json(status_message(status, self.device, self.session))
-        self._enqueue(_Volatile(self.topics.status, self._status, 1, True, None, "status"))
+        msg = Volatile(self.topics.status, encode_json(status_message(status, self.device, self.session)), 1, True,
+                       None, "status")
+        self._sender.status = msg
+        self._sender.enqueue(msg)
 
     def publish_stats(self, stats: Dict[str, Any]) -> None:
         self._stats_seq += 1
@@ -157,21 +130,14 @@ class MqttSink(Sink):
         if self._v5:
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = "image/jpeg"
-        self._enqueue(_Volatile(self.topics.snapshot(camera), jpeg, min(self.cfg.qos, 1),
-                                self.cfg.snapshot_retain, props, "snapshot"))
-
-    def _enqueue(self, item: _Volatile) -> None:
-        with self._vlock:
-            if len(self._volatile) >= VOLATILE_MAX:
-                self._count_volatile_drop(self._volatile.popleft())
-            self._volatile.append(item)
-        self._wake.set()
+        self._sender.enqueue(Volatile(self.topics.snapshot(camera), jpeg, min(self.cfg.qos, 1),
+                                      self.cfg.snapshot_retain, props, "snapshot"))
 
     def stats(self) -> Dict[str, Any]:
-        c = self.counts
-        out: Dict[str, Any] = {"connected": self.connected, **self._outbox_stats}
+        c = self._sender.counts
+        out: Dict[str, Any] = {"connected": self.connected, **self._sender.outbox_stats}
         out["dropped"] = out["outbox_dropped"] + c["qos0_dropped"]
-        out.update(sent=c["sent"], acked=c["acked"], rejected=c["rejected"], reconnects=c["reconnects"],
+        out.update(sent=c["sent"], acked=c["acked"], rejected=c["rejected"], reconnects=self.reconnects,
                    commands=self._commands.handled, snapshots_limited=self._snapshots.limited)
         return out
 
@@ -181,167 +147,18 @@ class MqttSink(Sink):
         if self._closed:
             return
         self._closed = True
-        self._close_timeout = timeout
+        self._sender.close_timeout = timeout
         if not self._threads:
             self.outbox.close()
             return
-        self._closing.set()
-        self._wake.set()
+        self._sender.close()
         self._threads["mqtt-send"].join(timeout + 5.0)
         self._stopping.set()
         for name, t in self._threads.items():
             if name != "mqtt-send":
                 t.join(max(1.0, timeout / 2))
         log.info("MQTT: closed; %d message(s) kept in the outbox for the next start",
-                 self._outbox_stats["outbox_depth"])
-
-    # ------------------------------------------------------------------ mqtt-send
-    def _send_main(self) -> None:
-        try:
-            self._send_loop()
-        except Exception as exc:
-            log.exception("MQTT sender failed")
-            self._fault = exc
-        finally:
-            self._sender_done.set()
-            self._stopping.set()
-
-    def _send_loop(self) -> None:
-        interval = self.cfg.outbox.commit_interval_ms / 1000.0
-        tick = interval / 2 if interval > 0 else 0.05
-        next_tick = time.monotonic() + tick
-        more = False
-        while True:
-            if not more:
-                self._wake.wait(max(0.0, next_tick - time.monotonic()))
-            self._wake.clear()
-            self._handle_events()
-            self.outbox.drain()
-            if interval == 0:
-                self.outbox.commit(final=True)  # write-through: on disk before it is sent
-            more = self._send() if self._client is not None else self._discard_volatile()
-            now = time.monotonic()
-            if now >= next_tick:
-                self.outbox.commit(now)
-                self._outbox_stats = self.outbox.counters()
-                next_tick = now + tick
-            if self._closing.is_set():
-                self._finish()
-                return
-
-    def _handle_events(self) -> None:
-        while True:
-            try:
-                ev = self._events.get_nowait()
-            except queue.Empty:
-                return
-            kind, gen = ev[0], ev[1]
-            if kind == "ack":
-                if gen == self._gen:
-                    self._on_ack(ev[2], ev[3])
-            elif kind == "up":
-                self._client, self._gen, self._window = ev[2], gen, ev[3]
-                self._reset_flight()
-                if self._status is not None:
-                    with self._vlock:
-                        self._volatile.appendleft(_Volatile(self.topics.status, self._status, 1, True, None, "status"))
-            elif kind == "down" and gen == self._gen and self._client is not None:
-                self._client = None
-                self._reset_flight()
-
-    def _reset_flight(self) -> None:
-        self._inflight.clear()
-        self._backlog_inflight = 0
-        self.outbox.requeue()
-
-    def _on_ack(self, mid: int, code: int) -> None:
-        m = self._inflight.pop(mid, None)
-        if m is None:
-            return  # a status, answer, snapshot or QoS 0 message
-        if m.backlog:
-            self._backlog_inflight -= 1
-        if code < 0x80:
-            self.outbox.acked(m)
-            self.counts["acked"] += 1
-        elif code in PERMANENT_REJECTIONS:
-            self.outbox.acked(m)
-            self.counts["rejected"] += 1
-            log.warning("MQTT: the broker refused a message on %s (reason %d) and it is dropped "
-                        "(check the broker's ACL for this client)", m.topic, code)
-        else:
-            self.outbox.unsend(m)
-            log.info("MQTT: the broker refused a message on %s for now (reason %d); it is sent again", m.topic, code)
-
-    def _send(self) -> bool:
-        """Send what the window allows; True if more backlog could go at once."""
-        client = self._client
-        assert client is not None
-        with self._vlock:
-            volatile, self._volatile = self._volatile, deque()
-        for v in volatile:
-            try:
-                client.publish(v.topic, v.payload, qos=v.qos, retain=v.retain, properties=v.props)
-            except ValueError as exc:
-                log.warning("MQTT: cannot publish on %s: %s", v.topic, exc)
-        for m in self.outbox.take_live(self._window - len(self._inflight)):
-            self._send_one(client, m)
-        quota = min(self._window - len(self._inflight), max(1, self._window // 2) - self._backlog_inflight,
-                    BACKLOG_BATCH)
-        if quota <= 0:
-            return False
-        batch = self.outbox.take_backlog(quota)
-        for m in batch:
-            self._backlog_inflight += 1
-            self._send_one(client, m)
-        return len(batch) == quota
-
-    def _send_one(self, client: paho.Client, m: Message) -> None:
-        try:
-            info = client.publish(m.topic, m.payload, qos=m.qos)
-        except ValueError as exc:  # a topic or payload MQTT cannot carry: resending cannot help
-            log.warning("MQTT: cannot publish on %s: %s; message dropped", m.topic, exc)
-            self.outbox.acked(m)
-            self.counts["rejected"] += 1
-            return
-        # Even when paho answers "not connected", the "down" event that follows requeues it.
-        self._inflight[info.mid] = m
-        self.counts["sent"] += 1
-
-    def _discard_volatile(self) -> bool:
-        with self._vlock:
-            volatile, self._volatile = self._volatile, deque()
-        for v in volatile:
-            self._count_volatile_drop(v)
-        return False
-
-    def _count_volatile_drop(self, v: _Volatile) -> None:
-        if v.kind == "qos0":
-            self.counts["qos0_dropped"] += 1
-        elif v.kind != "status":  # status is sent again after each connect
-            self.counts["volatile_dropped"] += 1
-
-    def _finish(self) -> None:
-        deadline = time.monotonic() + self._close_timeout
-        flush_until = time.monotonic() + self._close_timeout / 2
-        while self._client is not None and time.monotonic() < flush_until:
-            self._handle_events()
-            self.outbox.drain()
-            if self._client is None or not (self._inflight or self.outbox.has_live()):
-                break
-            self._send()
-            self._wake.wait(0.02)
-            self._wake.clear()
-        self.outbox.close()
-        self._outbox_stats = self.outbox.counters()
-        self._stopping.set()
-        client = self._client
-        if client is not None:
-            try:
-                info = client.publish(self.topics.availability, STOPPED, qos=1, retain=True)
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            except (ValueError, RuntimeError) as exc:
-                log.debug("MQTT: could not publish 'stopped': %s", exc)
-            client.disconnect()
+                 self._sender.outbox_stats["outbox_depth"])
 
     # ------------------------------------------------------------------ mqtt-connect
     def _connect_main(self) -> None:
@@ -382,20 +199,19 @@ class MqttSink(Sink):
             else:
                 problems.problem(text, logging.ERROR if slow else logging.WARNING)
                 delay = backoff.spread(cfg.auth_retry_s) if slow else backoff.next()
-            self.counts["reconnects"] += int(up)
+            self.reconnects += int(up)
             self._stopping.wait(delay)
 
     def _end(self, client: paho.Client, gen: int, up: bool) -> None:
         """Close one connection and tell mqtt-send, which requeues what was in flight."""
         if self._stopping.is_set() and up:
-            self._sender_done.wait(self._close_timeout + 5.0)  # mqtt-send publishes "stopped" and disconnects
+            self._sender.done.wait(self._sender.close_timeout + 5.0)  # mqtt-send says "stopped", disconnects
         if not self._lost.is_set():
             client.disconnect()
             self._lost.wait(2.0)
         client.loop_stop()
         self.connected = False
-        self._events.put(("down", gen))
-        self._wake.set()
+        self._sender.down(gen)
 
     def _new_client(self, gen: int) -> paho.Client:
         kwargs: Dict[str, Any] = {}
@@ -404,7 +220,7 @@ class MqttSink(Sink):
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, userdata=gen,
                              protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311, reconnect_on_failure=False,
                              **kwargs)
-        client.max_inflight_messages_set(0)  # our own window (self._window) bounds what is in flight
+        client.max_inflight_messages_set(0)  # the sender's window bounds what is in flight
         client.max_queued_messages_set(0)
         client.connect_timeout = self.cfg.connect_timeout_s
         if self.cfg.username or self._password is not None:
@@ -442,8 +258,7 @@ class MqttSink(Sink):
             client.subscribe(self.topics.command, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         self.connected = True
-        self._events.put(("up", gen, client, window))
-        self._wake.set()
+        self._sender.up(gen, client, window)
         self._connack.set()
 
     def _on_disconnect(self, client: paho.Client, gen: int, flags: Any, reason: Any, props: Any) -> None:
@@ -454,15 +269,13 @@ class MqttSink(Sink):
                     self._ended = describe_reason(int(reason.value), str(reason), self._where, refused=False)
                 else:
                     self._ended = (f"connection to {self._where} lost ({reason})", False)
-        self._events.put(("down", gen))
-        self._wake.set()
+        self._sender.down(gen)
         if gen == self._conn_gen:
             self._lost.set()
             self._connack.set()
 
     def _on_publish(self, client: paho.Client, gen: int, mid: int, reason: Any, props: Any) -> None:
-        self._events.put(("ack", gen, mid, int(reason.value) if reason is not None else 0))
-        self._wake.set()
+        self._sender.ack(gen, mid, int(reason.value) if reason is not None else 0)
 
     def _on_message(self, client: paho.Client, gen: int, msg: paho.MQTTMessage) -> None:
         topic = corr = None
@@ -497,5 +310,5 @@ class MqttSink(Sink):
         if self._v5 and corr is not None:
             props = Properties(PacketTypes.PUBLISH)
             props.CorrelationData = corr
-        self._enqueue(_Volatile(topic or self.topics.response, encode_answer(body), 1, False, props, "answer"))
+        self._sender.enqueue(Volatile(topic or self.topics.response, encode_answer(body), 1, False, props, "answer"))
 
