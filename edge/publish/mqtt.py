@@ -89,6 +89,7 @@ class MqttSink(Sink):
     def start(self) -> None:
         if self._threads:
             return
+        self.outbox.open()
         targets = {"mqtt-send": self._sender.run, "mqtt-connect": self._connect_main}
         if self.cfg.commands:
             targets["mqtt-commands"] = self._command_main
@@ -149,7 +150,6 @@ class MqttSink(Sink):
         self._closed = True
         self._sender.close_timeout = timeout
         if not self._threads:
-            self.outbox.close()
             return
         self._sender.close()
         self._threads["mqtt-send"].join(timeout + 5.0)

@@ -78,8 +78,16 @@ class Outbox:
         self._logged: Dict[str, Tuple[str, float]] = {}
         self.dropped = 0
         self.appended = 0
+        self._first_id = 1
+
+    def open(self) -> None:
+        """Open the file (at start, not construction: a sink replaced on reload closes its outbox first).
+
+        A file that cannot be opened is reported and retried; messages stay in memory meanwhile.
+        """
         self._open()
-        self._first_id = self._next_id
+        with self._lock:  # nothing appended before open has an id yet
+            self._first_id = self._next_id
 
     # ------------------------------------------------------------------ any thread
     def append(self, topic: str, payload: bytes, qos: int) -> None:

@@ -195,3 +195,26 @@ def test_broker_killed_and_restarted_for_two_minutes_at_30_per_second(mosquitto:
     assert restarts["total"] >= 10
     assert all(set(v) == expected for v in got.values())
     assert stats["dropped"] == 0
+
+
+def test_a_sink_replaced_on_reload_hands_its_backlog_over(mosquitto: Any, tmp_path: Path) -> None:
+    """The daemon builds the new sink before closing the old one (same outbox file)."""
+    sub = archive(mosquitto.port)
+    mosquitto.stop()
+    ctx = context()
+    cfg = MqttConfig(port=mosquitto.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
+    old = MqttSink(cfg, "dev", tmp_path / "state", session=ctx.session)
+    old.start()
+    feed(old, ctx, "door", 50)
+    new = MqttSink(cfg, "dev", tmp_path / "state", session=ctx.session)
+    old.close()
+    new.start()
+    try:
+        feed(new, ctx, "door", 10, start=50)
+        mosquitto.start()
+        assert sub.wait(lambda: set(by_camera(sub, ctx.session).get("door", [])) == set(range(1, 61)), timeout=30)
+        assert wait_until(lambda: new.stats()["outbox_depth"] == 0)
+        assert new.stats()["outbox_error"] is None and old.stats()["outbox_error"] is None
+    finally:
+        new.close()
+        sub.close()

@@ -15,7 +15,9 @@ from edge.publish.outbox import LIVE_MAX, Message, Outbox
 
 
 def make(tmp_path: Path, **kw: object) -> Outbox:
-    return Outbox(tmp_path / "outbox.sqlite", OutboxConfig(**kw))
+    box = Outbox(tmp_path / "outbox.sqlite", OutboxConfig(**kw))
+    box.open()
+    return box
 
 
 def rows(path: Path) -> List[int]:
@@ -194,6 +196,7 @@ def test_an_unusable_path_keeps_messages_in_memory(tmp_path: Path, caplog: pytes
     (tmp_path / "file").write_text("x")
     with caplog.at_level(logging.ERROR):
         box = Outbox(tmp_path / "file" / "outbox.sqlite", OutboxConfig(memory_max_messages=100))
+        box.open()
     assert box.disk_error and "cannot open" in box.disk_error
     assert any("detection goes on" in r.message for r in caplog.records)
     fill(box, 150)
