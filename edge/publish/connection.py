@@ -12,11 +12,13 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from edge.config.model import MqttConfig, TlsConfig
 from edge.errors import ConfigError
+from edge.publish.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +149,117 @@ def valid_topic(topic: object) -> bool:
 def client_config_errors(cfg: MqttConfig, password: Optional[str]) -> None:
     if password is not None and not cfg.username and cfg.protocol == "3.1.1":
         raise ConfigError("mqtt.password is set without mqtt.username", "MQTT 3.1.1 needs a user name with a password")
+
+
+class Connector:
+    """The ``mqtt-connect`` thread: connects, waits while connected, reconnects after a backoff.
+
+    A fresh client per attempt comes from ``factory(generation)`` (paho's Client, built in
+    :mod:`edge.publish.mqtt`, with this object's ``on_connect``/``on_disconnect`` wired
+    in); ``open(client)`` sends CONNECT. The sender learns of each connection by
+    ``Sender.up`` (on CONNACK success only) and of its end by ``Sender.down``.
+    """
+
+    def __init__(self, cfg: MqttConfig, client_id: str, sender: Sender, stopping: threading.Event,
+                 factory: Callable[[int], Any], open: Callable[[Any], None], on_up: Callable[[Any], None]) -> None:
+        self.cfg = cfg
+        self.client_id = client_id
+        self.where = f"{cfg.host}:{cfg.port}"
+        self.sender = sender
+        self.stopping = stopping
+        self.factory = factory
+        self.open = open
+        self.on_up = on_up
+        self.connected = False  # set on CONNACK success only, by paho's network thread
+        self.reconnects = 0
+        self.gen = 0
+        self._ended: Optional[Tuple[str, bool]] = None  # why the last attempt or connection ended
+        self._connack = threading.Event()  # CONNACK (either outcome) or the connection ended
+        self._lost = threading.Event()  # the connection ended
+
+    def run(self) -> None:
+        cfg = self.cfg
+        backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s, cfg.reconnect_jitter)
+        problems = ProblemLog()
+        while not self.stopping.is_set():
+            self.gen += 1
+            gen = self.gen
+            self._ended = None
+            self._connack.clear()
+            self._lost.clear()
+            client = self.factory(gen)
+            try:
+                self.open(client)
+            except (OSError, ValueError) as exc:  # ssl.SSLError and socket errors are OSErrors
+                text, slow = describe_error(exc, self.where, cfg.tls.enabled)
+                problems.problem(text, logging.ERROR if slow else logging.WARNING)
+                self.stopping.wait(backoff.spread(cfg.auth_retry_s) if slow else backoff.next())
+                continue
+            client.loop_start()
+            up = self._await_connack() and self.connected
+            if up:
+                problems.solved(f"connected to {self.where} as {self.client_id}")
+                backoff.reset()
+                while not self.stopping.is_set() and not self._lost.wait(1.0) and client.is_connected():
+                    pass
+            elif self._ended is None and not self.stopping.is_set():
+                self._ended = (f"no CONNACK from {self.where} within {cfg.connect_timeout_s:g} s "
+                               "(is it an MQTT broker? TLS on a plain port or the reverse?)", False)
+            self._end(client, gen, up)
+            if self.stopping.is_set():
+                return
+            text, slow = self._ended or (f"connection to {self.where} lost", False)
+            if up and not slow:
+                log.warning("MQTT: %s; reconnecting", text)
+                delay = backoff.next()
+            else:
+                problems.problem(text, logging.ERROR if slow else logging.WARNING)
+                delay = backoff.spread(cfg.auth_retry_s) if slow else backoff.next()
+            self.reconnects += int(up)
+            self.stopping.wait(delay)
+
+    def _await_connack(self) -> bool:
+        deadline = time.monotonic() + self.cfg.connect_timeout_s
+        while not self._connack.wait(0.1):
+            if self.stopping.is_set() or time.monotonic() > deadline:
+                return False
+        return True
+
+    def _end(self, client: Any, gen: int, up: bool) -> None:
+        """Close one connection and tell the sender, which requeues what was in flight."""
+        if self.stopping.is_set() and up:
+            self.sender.done.wait(self.sender.close_timeout + 5.0)  # the sender says "stopped", disconnects
+        if not self._lost.is_set():
+            client.disconnect()
+            self._lost.wait(2.0)
+        client.loop_stop()
+        self.connected = False
+        self.sender.down(gen)
+
+    # ------------------------------------------------------------------ paho network thread
+    def on_connect(self, client: Any, gen: int, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._ended = describe_reason(int(reason.value), str(reason), self.where, refused=True)
+            self._connack.set()
+            return
+        window = self.cfg.max_inflight
+        receive_max = getattr(props, "ReceiveMaximum", None) if self.cfg.protocol == "5" else None
+        if receive_max:
+            window = min(window, int(receive_max))
+        self.on_up(client)
+        self.connected = True
+        self.sender.up(gen, client, window)
+        self._connack.set()
+
+    def on_disconnect(self, client: Any, gen: int, flags: Any, reason: Any, props: Any) -> None:
+        if gen == self.gen:
+            self.connected = False
+            if self._ended is None and not self.stopping.is_set():
+                if getattr(flags, "is_disconnect_packet_from_server", False):
+                    self._ended = describe_reason(int(reason.value), str(reason), self.where, refused=False)
+                else:
+                    self._ended = (f"connection to {self.where} lost ({reason})", False)
+        self.sender.down(gen)
+        if gen == self.gen:
+            self._lost.set()
+            self._connack.set()

@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -32,15 +32,7 @@ from edge.config.secrets import reveal
 from edge.postprocess.types import FrameResult
 from edge.publish.base import Sink
 from edge.publish.commands import CommandHandler, CommandProcessor, encode_answer
-from edge.publish.connection import (
-    Backoff,
-    ProblemLog,
-    client_config_errors,
-    describe_error,
-    describe_reason,
-    tls_context,
-    valid_topic,
-)
+from edge.publish.connection import Connector, client_config_errors, tls_context, valid_topic
 from edge.publish.outbox import Outbox
 from edge.publish.payload import encode, new_session_id
 from edge.publish.sender import Sender, Volatile
@@ -62,7 +54,6 @@ class MqttSink(Sink):
         self.session = session or new_session_id()
         self.topics = Topics(cfg, device)
         self.client_id = cfg.client_id or f"edge-detector-{device}"
-        self._where = f"{cfg.host}:{cfg.port}"
         self._password = reveal(cfg.password, "mqtt.password")
         client_config_errors(cfg, self._password)
         self._tls = tls_context(cfg.tls) if cfg.tls.enabled else None
@@ -74,28 +65,36 @@ class MqttSink(Sink):
         self._sender = Sender(self.outbox, cfg.max_inflight, cfg.outbox.commit_interval_ms, self._stopping,
                               (self.topics.availability, STOPPED))
         self._cmd_queue: "queue.Queue[Tuple[bytes, Optional[str], Optional[bytes]]]" = queue.Queue(COMMAND_QUEUE)
-        self._connack = threading.Event()  # CONNACK (either outcome) or the connection ended
-        self._lost = threading.Event()  # the connection ended
+        self._connector = Connector(cfg, self.client_id, self._sender, self._stopping, self._new_client,
+                                    self._open, self._on_up)
         self._threads: Dict[str, threading.Thread] = {}
+        self._fault: Optional[BaseException] = None
         self._closed = False
         self._late = 0  # published after close
-        self.connected = False  # set on CONNACK success only, by paho's network thread
-        self.reconnects = 0
-        self._conn_gen = 0
-        self._ended: Optional[Tuple[str, bool]] = None  # why the last attempt or connection ended
         self._stats_seq = 0
+        self._subscribe_refused = False
 
     # ------------------------------------------------------------------ publisher thread
     def start(self) -> None:
         if self._threads:
             return
         self.outbox.open()
-        targets = {"mqtt-send": self._sender.run, "mqtt-connect": self._connect_main}
+        targets = {"mqtt-send": self._sender.run, "mqtt-connect": self._guarded(self._connector.run)}
         if self.cfg.commands:
-            targets["mqtt-commands"] = self._command_main
+            targets["mqtt-commands"] = self._guarded(self._command_main)
         for name, target in targets.items():
             t = self._threads[name] = threading.Thread(target=target, name=name, daemon=True)
             t.start()
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                log.exception("MQTT: %s failed", threading.current_thread().name)  # poll() re-raises it
+                self._fault = exc
+
+        return run
 
     def publish(self, result: FrameResult, payload: Dict[str, Any]) -> None:
         self._put(self.topics.detections(result.camera), encode(payload), "qos0")
@@ -110,8 +109,10 @@ class MqttSink(Sink):
             self._sender.append(topic, data, self.cfg.qos)
 
     def poll(self) -> None:
-        if self._sender.fault is not None:
-            raise RuntimeError("the MQTT sender thread failed (see the log)") from self._sender.fault
+        """Raises if one of the MQTT threads died of a fault (a bug), so the daemon stops loudly."""
+        fault = self._sender.fault or self._fault
+        if fault is not None:
+            raise RuntimeError("an MQTT thread failed (see the log)") from fault
 
     def publish_status(self, status: Dict[str, Any]) -> None:
         msg = Volatile(self.topics.status, encode_json(status_message(status, self.device, self.session)), 1, True,
@@ -136,9 +137,9 @@ class MqttSink(Sink):
 
     def stats(self) -> Dict[str, Any]:
         c = self._sender.counts
-        out: Dict[str, Any] = {"connected": self.connected, **self._sender.outbox_stats}
+        out: Dict[str, Any] = {"connected": self._connector.connected, **self._sender.outbox_stats}
         out["dropped"] = out["outbox_dropped"] + c["qos0_dropped"]
-        out.update(sent=c["sent"], acked=c["acked"], rejected=c["rejected"], reconnects=self.reconnects,
+        out.update(sent=c["sent"], acked=c["acked"], rejected=c["rejected"], reconnects=self._connector.reconnects,
                    commands=self._commands.handled, snapshots_limited=self._snapshots.limited)
         return out
 
@@ -160,59 +161,7 @@ class MqttSink(Sink):
         log.info("MQTT: closed; %d message(s) kept in the outbox for the next start",
                  self._sender.outbox_stats["outbox_depth"])
 
-    # ------------------------------------------------------------------ mqtt-connect
-    def _connect_main(self) -> None:
-        cfg = self.cfg
-        backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s, cfg.reconnect_jitter)
-        problems = ProblemLog()
-        while not self._stopping.is_set():
-            self._conn_gen += 1
-            gen = self._conn_gen
-            self._ended = None
-            self._connack.clear()
-            self._lost.clear()
-            client = self._new_client(gen)
-            try:
-                self._open(client)
-            except (OSError, ValueError) as exc:  # ssl.SSLError and socket errors are OSErrors
-                text, slow = describe_error(exc, self._where, self._tls is not None)
-                problems.problem(text, logging.ERROR if slow else logging.WARNING)
-                self._stopping.wait(backoff.spread(cfg.auth_retry_s) if slow else backoff.next())
-                continue
-            client.loop_start()
-            up = self._connack.wait(cfg.connect_timeout_s) and self.connected
-            if up:
-                problems.solved(f"connected to {self._where} as {self.client_id}")
-                backoff.reset()
-                while not self._stopping.is_set() and not self._lost.wait(1.0) and client.is_connected():
-                    pass
-            elif self._ended is None and not self._stopping.is_set():
-                self._ended = (f"no CONNACK from {self._where} within {cfg.connect_timeout_s:g} s "
-                               "(is it an MQTT broker? TLS on a plain port or the reverse?)", False)
-            self._end(client, gen, up)
-            if self._stopping.is_set():
-                return
-            text, slow = self._ended or (f"connection to {self._where} lost", False)
-            if up and not slow:
-                log.warning("MQTT: %s; reconnecting", text)
-                delay = backoff.next()
-            else:
-                problems.problem(text, logging.ERROR if slow else logging.WARNING)
-                delay = backoff.spread(cfg.auth_retry_s) if slow else backoff.next()
-            self.reconnects += int(up)
-            self._stopping.wait(delay)
-
-    def _end(self, client: paho.Client, gen: int, up: bool) -> None:
-        """Close one connection and tell mqtt-send, which requeues what was in flight."""
-        if self._stopping.is_set() and up:
-            self._sender.done.wait(self._sender.close_timeout + 5.0)  # mqtt-send says "stopped", disconnects
-        if not self._lost.is_set():
-            client.disconnect()
-            self._lost.wait(2.0)
-        client.loop_stop()
-        self.connected = False
-        self._sender.down(gen)
-
+    # ------------------------------------------------------------------ paho clients
     def _new_client(self, gen: int) -> paho.Client:
         kwargs: Dict[str, Any] = {}
         if not self._v5:
@@ -229,10 +178,11 @@ class MqttSink(Sink):
             client.tls_set_context(self._tls)
             client.tls_insecure_set(self.cfg.tls.insecure_skip_hostname_check)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        client.on_connect = self._connector.on_connect
+        client.on_disconnect = self._connector.on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _open(self, client: paho.Client) -> None:
@@ -244,38 +194,22 @@ class MqttSink(Sink):
         else:
             client.connect(cfg.host, cfg.port, cfg.keepalive_s)
 
-    # ------------------------------------------------------------------ paho network thread
-    def _on_connect(self, client: paho.Client, gen: int, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            self._ended = describe_reason(int(reason.value), str(reason), self._where, refused=True)
-            self._connack.set()
-            return
-        window = self.cfg.max_inflight
-        receive_max = getattr(props, "ReceiveMaximum", None) if self._v5 else None
-        if receive_max:
-            window = min(window, int(receive_max))
+    def _on_up(self, client: paho.Client) -> None:
+        """On CONNACK success (paho's network thread): subscribe to commands, say "online"."""
         if self.cfg.commands:
             client.subscribe(self.topics.command, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
-        self.connected = True
-        self._sender.up(gen, client, window)
-        self._connack.set()
 
-    def _on_disconnect(self, client: paho.Client, gen: int, flags: Any, reason: Any, props: Any) -> None:
-        if gen == self._conn_gen:
-            self.connected = False
-            if self._ended is None and not self._stopping.is_set():
-                if getattr(flags, "is_disconnect_packet_from_server", False):
-                    self._ended = describe_reason(int(reason.value), str(reason), self._where, refused=False)
-                else:
-                    self._ended = (f"connection to {self._where} lost ({reason})", False)
-        self._sender.down(gen)
-        if gen == self._conn_gen:
-            self._lost.set()
-            self._connack.set()
-
+    # ------------------------------------------------------------------ paho network thread
     def _on_publish(self, client: paho.Client, gen: int, mid: int, reason: Any, props: Any) -> None:
         self._sender.ack(gen, mid, int(reason.value) if reason is not None else 0)
+
+    def _on_subscribe(self, client: paho.Client, gen: int, mid: int, reasons: Any, props: Any) -> None:
+        failed = [r for r in reasons if getattr(r, "is_failure", False)]
+        if failed and not self._subscribe_refused:
+            self._subscribe_refused = True
+            log.error("MQTT: the broker refused our subscription to %s (%s): no commands will arrive "
+                      "(check the broker's ACL for %s)", self.topics.command, failed[0], self.client_id)
 
     def _on_message(self, client: paho.Client, gen: int, msg: paho.MQTTMessage) -> None:
         topic = corr = None

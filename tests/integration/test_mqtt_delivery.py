@@ -90,7 +90,8 @@ def test_last_will_says_offline_when_the_process_dies(mosquitto: Any, collector:
 
 
 def test_an_unreachable_broker_at_start_is_retried_and_nothing_is_lost(mosquitto: Any, tmp_path: Path) -> None:
-    mosquitto.stop()
+    collector = Collector(mosquitto.port, "edge/#", client_id="archive", persistent=True)
+    mosquitto.stop()  # a clean stop saves the subscriber's session: it gets what arrives while it reconnects
     ctx = context()
     sink = MqttSink(config(mosquitto.port), "dev", tmp_path, session=ctx.session)
     sink.start()
@@ -101,16 +102,13 @@ def test_an_unreachable_broker_at_start_is_retried_and_nothing_is_lost(mosquitto
         assert st["connected"] is False and st["outbox_depth"] == 100 and st["sent"] == 0
         sink.poll()  # healthy: no fault to raise
         mosquitto.start()
-        collector = Collector(mosquitto.port, "edge/#")
-        try:
-            assert collector.wait(lambda: len(collector.on("/detections")) >= 100, timeout=30)
-            assert sorted(set(seqs(collector))) == list(range(1, 101))
-        finally:
-            collector.close()
+        assert collector.wait(lambda: len(collector.on("/detections")) >= 100, timeout=30)
+        assert sorted(set(seqs(collector))) == list(range(1, 101))
         assert wait_until(lambda: sink.stats()["outbox_depth"] == 0)
         assert sink.stats()["connected"] is True
     finally:
         sink.close()
+        collector.close()
 
 
 def test_mqtt_311_and_stats(mosquitto: Any, collector: Collector, tmp_path: Path) -> None:

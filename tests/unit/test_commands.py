@@ -83,7 +83,8 @@ def test_the_id_is_echoed_even_when_the_command_is_invalid() -> None:
 
 
 def test_ping_is_answered_without_the_daemon() -> None:
-    assert answer({"command": "ping", "id": 1}) == {**answer({"command": "ping", "id": 1}), "ok": True, "pong": True}
+    body = answer({"command": "ping", "id": 1})
+    assert body["ok"] is True and body["pong"] is True and body["id"] == 1 and body["command"] == "ping"
 
 
 def test_without_a_handler_commands_are_refused() -> None:
