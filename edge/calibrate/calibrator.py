@@ -78,7 +78,8 @@ class CalibrationCache:
                     raise ValueError(line)
                 scales[name.strip()] = struct.unpack(">f", bytes.fromhex(value.strip()))[0]
             except (ValueError, struct.error):
-                raise ModelError(f"{source}:{n}: not 'tensor: hex scale': {line[:60]!r}", "the file is damaged") from None
+                raise ModelError(f"{source}:{n}: not 'tensor: hex scale': {line[:60]!r}",
+                                 "the file is damaged") from None
         return cls(int(m.group(1)), algos[m.group(2)], scales)
 
 
@@ -122,7 +123,7 @@ def make_calibrator(
         """Feeds preprocessed frames to TensorRT; see :func:`make_calibrator`."""
 
         def __init__(self) -> None:
-            base.__init__(self)  # type: ignore[misc]  # TensorRT requires the explicit base call
+            base.__init__(self)  # TensorRT requires the explicit base call
             self._batches: Iterator[np.ndarray] = iter(batches)
             self._res = Resources(cuda)
             self._buffer: Any = None

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from edge.calibrate import report as reports
 from edge.calibrate import trt as trt_side
 from edge.calibrate.calibrator import cache_from_ranges
 from edge.calibrate.detector import Detector, open_onnx
@@ -75,7 +74,8 @@ def calibrate(args: argparse.Namespace) -> CalibrationRecord:
         with progress.bar("activation statistics", len(sets.calibration)) as tick:
             record = calibrate_model(model, tensors, out, source=sets.source, seed=args.seed,
                                      frames=sets.calibration.keys, method=args.method,
-                                     probe_frames=args.probe_frames, threads=args.threads, tick=tick)
+                                     probe_frames=args.probe_frames, sensitivity_mode=args.sensitivity,
+                                     threads=args.threads, tick=tick)
         cache = out / "calibration.cache"
         if not args.no_tensorrt and trt_side.available():
             env = trt_side.TrtEnv.load(cfg)

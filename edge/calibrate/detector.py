@@ -124,7 +124,7 @@ class Tensors:
 
     def __len__(self) -> int:
         n = len(self.images)  # type: ignore[arg-type]
-        return -(-n // self.detector.batch)
+        return max(0, -(-n // self.detector.batch))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for tensor, _, _ in self.detector.batches(self.images):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -34,6 +34,8 @@ class Accuracy:
     per_class: Dict[str, float] = field(default_factory=dict)
     images: int = 0
     objects: int = 0
+    counts: Dict[str, int] = field(default_factory=dict)  # reference objects per class
+    left_out: List[str] = field(default_factory=list)  # classes too rare to enter the mean
 
 
 def truth_from_detections(dets: Sequence[Detections]) -> List[Truth]:
@@ -45,10 +47,14 @@ def coco_map(
     predictions: Sequence[Detections],
     labels: Sequence[str],
     classes: Optional[Sequence[int]] = None,
+    min_objects: int = 0,
 ) -> Accuracy:
     """COCO-style mAP of ``predictions`` against ``truth`` (same order, one entry per image).
 
     ``classes`` restricts the evaluation (and the per-class table) to those class ids.
+    Classes with fewer than ``min_objects`` reference objects get a per-class AP but stay
+    out of the means: with a handful of objects one box decides their AP (0 or 1), which
+    would make the mean measure luck rather than quantization.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -56,8 +62,11 @@ def coco_map(
     if len(truth) != len(predictions):
         raise ValueError("truth and predictions must cover the same images")
     keep = set(classes) if classes is not None else None
-    images, anns, results = [], [], []
+    images: List[Dict[str, Any]] = []
+    anns: List[Dict[str, Any]] = []
+    results: List[Dict[str, Any]] = []
     present = set()
+    counts: Dict[int, int] = {}
     for i, (t, p) in enumerate(zip(truth, predictions)):
         images.append({"id": i + 1, "width": 1, "height": 1})
         for box, cid, ign in zip(t.boxes.tolist(), t.class_ids.tolist(), t.ignore.tolist()):
@@ -70,6 +79,7 @@ def coco_map(
                          "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": int(ign)})
             if not ign:
                 present.add(cid)
+                counts[cid] = counts.get(cid, 0) + 1
         for box, score, cid in zip(p.boxes.tolist(), p.scores.tolist(), p.class_ids.tolist()):
             if keep is not None and cid not in keep:
                 continue
@@ -95,11 +105,17 @@ def coco_map(
         ev.accumulate()
     per_class: Dict[str, float] = {}
     prec = ev.eval["precision"]  # T×R×K×A×M; area "all", the largest maxDets
+    name = {c: labels[c] if c < len(labels) else str(c) for c in cat_ids}
     for k, c in enumerate(cat_ids):
         pk = prec[:, :, k, 0, -1]
         valid = pk[pk > -1]
-        per_class[labels[c] if c < len(labels) else str(c)] = float(valid.mean()) if valid.size else 0.0
-    return Accuracy(_mean(prec[:, :, :, 0, -1]), _mean(prec[0, :, :, 0, -1]), per_class, len(images), objects)
+        per_class[name[c]] = float(valid.mean()) if valid.size else 0.0
+    ks = [k for k, c in enumerate(cat_ids) if counts.get(c, 0) >= min_objects]
+    left_out = [name[c] for c in cat_ids if counts.get(c, 0) < min_objects]
+    if not ks:
+        return Accuracy(None, None, per_class, len(images), objects, {name[c]: counts[c] for c in cat_ids}, left_out)
+    return Accuracy(_mean(prec[:, :, ks, 0, -1]), _mean(prec[0, :, ks, 0, -1]), per_class, len(images), objects,
+                    {name[c]: counts[c] for c in cat_ids}, left_out)
 
 
 def _mean(p: np.ndarray) -> float:

@@ -115,9 +115,8 @@ def fold_neg_inf_pads(model: Any) -> List[str]:
             kernel = _attr(p, "kernel_shape", [])
             own = _attr(p, "pads", [0] * len(spatial))
             auto = _attr(p, "auto_pad", b"NOTSET")
-            if any(own) or auto not in (b"NOTSET", "NOTSET") or len(kernel) != rank - 2:
-                ok = False
-            elif any(s >= k for s, k in zip(begin[2:], kernel)) or any(s >= k for s, k in zip(end[2:], kernel)):
+            fits = len(kernel) == rank - 2 and all(b < k and e < k for b, e, k in zip(begin[2:], end[2:], kernel))
+            if any(own) or auto not in (b"NOTSET", "NOTSET") or not fits:
                 ok = False
         if not ok:
             continue

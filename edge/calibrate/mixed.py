@@ -75,15 +75,34 @@ def _prune(m: Any) -> None:
         m.graph.initializer.remove(init)
 
 
+SCORE_FLOOR = 0.05  # score outputs: only elements above this (in FP32 or the candidate) count
+
+
 def output_error(ref: Sequence[Dict[str, np.ndarray]], cand: Sequence[Dict[str, np.ndarray]]) -> float:
-    """Sum over outputs of the relative squared error against FP32 (0 = identical)."""
+    """How far a candidate's outputs are from FP32, weighted to what detection uses.
+
+    Score-like outputs (FP32 values within [0, 1], e.g. sigmoid class scores): mean squared
+    error over the elements where FP32 or the candidate scores at least ``SCORE_FLOOR``;
+    the sea of background zeros would otherwise hide the errors that move detections.
+    Other outputs (box regressions, logits): relative squared error. Summed over outputs.
+    """
     num: Dict[str, float] = {}
     den: Dict[str, float] = {}
+    bounded: Dict[str, bool] = {}
+    for r in ref:
+        for k, v in r.items():
+            bounded[k] = bounded.get(k, True) and bool(v.size) and float(v.min()) >= 0.0 and float(v.max()) <= 1.0
     for r, c in zip(ref, cand):
         for k, v in r.items():
-            d = c[k].astype(np.float64) - v
-            num[k] = num.get(k, 0.0) + float(np.sum(d * d))
-            den[k] = den.get(k, 0.0) + float(np.sum(v.astype(np.float64) ** 2))
+            v64 = v.astype(np.float64)
+            d = c[k].astype(np.float64) - v64
+            if bounded[k]:
+                active = (v64 >= SCORE_FLOOR) | (c[k] >= SCORE_FLOOR)
+                num[k] = num.get(k, 0.0) + float(np.sum(d[active] ** 2))
+                den[k] = den.get(k, 0.0) + float(np.count_nonzero(active))
+            else:
+                num[k] = num.get(k, 0.0) + float(np.sum(d * d))
+                den[k] = den.get(k, 0.0) + float(np.sum(v64 * v64))
     return float(sum(num[k] / max(den[k], 1e-30) for k in num))
 
 

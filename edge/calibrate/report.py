@@ -32,6 +32,9 @@ class Report:
     reason: str
     mixed: Dict[str, Any] = field(default_factory=dict)  # search steps, layers kept in float, speed cost
     notes: List[str] = field(default_factory=list)
+    class_counts: Dict[str, int] = field(default_factory=dict)  # reference objects per class
+    left_out: List[str] = field(default_factory=list)  # classes too rare for the mean
+    min_class_objects: int = 0
 
     def to_json(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -94,6 +97,8 @@ def markdown(report: Report) -> str:
         f"- Evaluation: {report.eval_frames} frames; calibration: {report.calib_frames} frames "
         f"(disjoint, seed {report.seed}) from `{report.source}`.",
         f"- Budget: at most {report.max_drop:g} mAP50-95 points below FP32; target runtime: {report.target}.",
+        *([f"- Classes with fewer than {report.min_class_objects} reference objects are listed per class but left "
+           f"out of the means: {', '.join(report.left_out)}."] if report.left_out else []),
         f"- Selection: **{report.selected or 'none'}**: {report.reason}.",
         "",
         *table(report),
@@ -115,7 +120,8 @@ def markdown(report: Report) -> str:
     per_class = [r for r in report.results if r.per_class]
     if per_class:
         classes = sorted({k for r in per_class for k in r.per_class})
-        lines += ["## Per-class AP50-95", "", "| candidate | " + " | ".join(classes) + " |",
+        head = [f"{k} ({report.class_counts[k]})" if k in report.class_counts else k for k in classes]
+        lines += ["## Per-class AP50-95 (reference objects)", "", "| candidate | " + " | ".join(head) + " |",
                   "|---|" + "---|" * len(classes)]
         for r in per_class:
             lines.append(f"| {r.candidate.name} | " + " | ".join(_f(r.per_class.get(k)) for k in classes) + " |")
@@ -153,7 +159,7 @@ def plot(report: Report, path: Path) -> Path:
         ax.set_title(f"{Path(report.model).name}: accuracy vs latency")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         fig.savefig(str(path))
     finally:

@@ -12,7 +12,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def iter_video_frames(path: Path, indices: Sequence[int]) -> Iterator[np.ndarray
         raise SourceError(f"{path} ended before frame {nxt}", "the video is shorter than it said")
 
 
-def _open_video(path: Path):  # type: ignore[no-untyped-def]
+def _open_video(path: Path) -> Any:
     import cv2
 
     if not Path(path).is_file():

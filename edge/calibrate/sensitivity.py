@@ -38,7 +38,7 @@ class LayerError:
     node: str
     tensor: str  # the activation input
     amax: List[float]
-    error: List[float]  # ‖y_q − y‖² / ‖y‖² per candidate
+    error: List[float]  # ‖y_q − y‖² / ‖y − mean_c(y)‖² per candidate (per-channel mean removed)
 
     @property
     def best(self) -> int:
@@ -77,7 +77,8 @@ def probe_model(model: Any, candidates: Dict[str, Sequence[float]], op_types: Se
             if activations:
                 new_nodes.append(helper.make_node("QuantizeLinear", [x, s.name, zp.name], [q]))
                 new_nodes.append(helper.make_node("DequantizeLinear", [q, s.name, zp.name], [dq]))
-            copy = helper.make_node(node.op_type, [dq if activations else x, *params], [y], name=f"{node.name}__copy{j}")
+            copy = helper.make_node(node.op_type, [dq if activations else x, *params], [y],
+                                    name=f"{node.name}__copy{j}")
             copy.attribute.extend(node.attribute)
             new_nodes.append(copy)
             outputs[(node.name, j)] = (node.output[0], y)
@@ -102,7 +103,7 @@ def layer_errors(
     in_name = sess.get_inputs()[0].name
     out_names = [o.name for o in sess.get_outputs()]
     num: Dict[Tuple[str, int], float] = {k: 0.0 for k in pairs}
-    den: Dict[str, float] = {}
+    moments: Dict[str, List[Any]] = {}  # node → [count per channel, sum, sum of squares]
     for batch in batches:
         vals = dict(zip(out_names, sess.run(out_names, {in_name: batch})))
         done = set()
@@ -110,7 +111,11 @@ def layer_errors(
             r = vals[ref].astype(np.float64)
             num[(node, j)] += float(np.sum((vals[cand] - r) ** 2))
             if node not in done:
-                den[node] = den.get(node, 0.0) + float(np.sum(r * r))
+                axes = tuple(i for i in range(r.ndim) if i != 1) if r.ndim > 1 else (0,)
+                m = moments.setdefault(node, [0, 0.0, 0.0])
+                m[0] += r.size // (r.shape[1] if r.ndim > 1 else 1)
+                m[1] = m[1] + r.sum(axis=axes)
+                m[2] = m[2] + (r * r).sum(axis=axes)
                 done.add(node)
         if tick:
             tick(int(batch.shape[0]))
@@ -119,7 +124,10 @@ def layer_errors(
         if x not in candidates:
             continue
         amaxes = list(candidates[x])
-        d = max(den.get(node, 0.0), 1e-30)
+        # Energy of the output around its per-channel mean: a channel that is a near-constant
+        # offset (background logits of a detection head) must not hide the error that matters.
+        n, s1, s2 = moments.get(node, [0, 0.0, 0.0])
+        d = max(float(np.sum(s2 - s1 * s1 / max(n, 1))), 1e-30)
         out.append(LayerError(node, x, amaxes, [num[(node, j)] / d for j in range(len(amaxes))]))
     return out
 

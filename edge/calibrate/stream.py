@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 Tick = Callable[[int], None]
 
 
+class _State:
+    def __init__(self) -> None:
+        self.seen = 0
+        self.kept = 0
+        self.error = ""
+
+
 def record_stream(
     source: Union[str, CameraConfig],
     count: int,
@@ -43,22 +50,22 @@ def record_stream(
         old.unlink()
     stride = max(1, int(stride))
     done = threading.Event()
-    state = {"seen": 0, "kept": 0, "error": ""}
+    state = _State()
 
     def deliver(frame: Frame) -> None:
         try:
             if done.is_set():
                 return
-            n = state["seen"]
-            state["seen"] = n + 1
+            n = state.seen
+            state.seen = n + 1
             if n % stride:
                 return
-            k = state["kept"]
+            k = state.kept
             if not cv2.imwrite(str(folder / f"{k:06d}.png"), frame.image):
-                state["error"] = f"cannot write frames into {folder}"
+                state.error = f"cannot write frames into {folder}"
                 done.set()
                 return
-            state["kept"] = k + 1
+            state.kept = k + 1
             if tick:
                 tick(1)
             if k + 1 >= count:
@@ -76,13 +83,13 @@ def record_stream(
                 break
     finally:
         src.stop()
-    if state["error"]:
-        raise SourceError(str(state["error"]), "check --out")
-    if int(state["kept"]) < count:
+    if state.error:
+        raise SourceError(state.error, "check --out")
+    if state.kept < count:
         raise SourceError(
-            f"recorded only {state['kept']} of {count} frames from {camera.name} in {limit:.0f} s "
+            f"recorded only {state.kept} of {count} frames from {camera.name} in {limit:.0f} s "
             f"({src.stats.last_error or 'no error reported'})",
             "check that the stream plays (gst-launch-1.0), or lower --count / --stride",
         )
-    log.info("recorded %d frames from %s into %s", state["kept"], camera.name, folder)
+    log.info("recorded %d frames from %s into %s", state.kept, camera.name, folder)
     return folder

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from edge.calibrate import bench, graph, mixed
 from edge.calibrate.detector import Detector, open_onnx
 from edge.calibrate.evaluate import OutputError, coco_map, deployed_match, truth_from_detections
@@ -89,6 +87,7 @@ class SweepOptions:
     threads: int = 0
     mixed: bool = True
     max_keep: Optional[int] = None
+    min_class_objects: Optional[int] = None  # None: 10 in agreement mode, 0 with labels
 
 
 def open_onnxruntime(threads: int) -> Opener:
@@ -115,6 +114,8 @@ class Sweep:
                            cfg.detect.iou_threshold, classes=cfg.detect.classes,
                            class_agnostic=cfg.detect.class_agnostic_nms, max_detections=300)
         self.mode = "labels" if truth is not None else "agreement"
+        mco = options.min_class_objects
+        self.min_objects = mco if mco is not None else (0 if truth is not None else 10)
         self.reference = Detector(cfg, open_onnx(cfg.model.path, options.threads))
         self.batches = self.reference.tensors(calib_images)
         with progress.bar("FP32 reference", len(self.images)):
@@ -123,12 +124,14 @@ class Sweep:
         self.labels = self.reference.labels
         keep = cfg.detect.classes
         self.classes = [self.labels.index(c) for c in keep if c in self.labels] if keep else None
-        ref = coco_map(self.truth, self.ref_low, self.labels, self.classes)
+        ref = coco_map(self.truth, self.ref_low, self.labels, self.classes, self.min_objects)
         self.reference_map = ref.map
+        self.class_counts, self.left_out = ref.counts, ref.left_out
         if ref.map is None:
             raise EdgeError(
                 "nothing to measure accuracy against: the reference finds no object of the kept classes "
-                "in the evaluation frames" if self.mode == "agreement" else "the labels hold no object",
+                f"in the evaluation frames (classes need {self.min_objects}+ objects)" if self.mode == "agreement"
+                else "the labels hold no object of the kept classes",
                 "use frames that show the objects the detector is deployed for",
             )
 
@@ -146,7 +149,7 @@ class Sweep:
         with Detector(self.cfg, opened.backend) as det:
             with self.progress.bar(f"{c.name}: accuracy", len(self.images)):
                 deployed, low = self._detect(det)
-            acc = coco_map(self.truth, low, self.labels, self.classes)
+            acc = coco_map(self.truth, low, self.labels, self.classes, self.min_objects)
             res.map, res.map50, res.per_class = acc.map, acc.map50, acc.per_class
             if acc.map is not None and self.reference_map is not None:
                 res.drop = (self.reference_map - acc.map) * 100.0

@@ -61,7 +61,7 @@ def sweep(args: argparse.Namespace) -> reports.Report:
     sets = sample(cfg, args, progress)
     target = target_of(cfg, args.target)
     opts = SweepOptions(max_drop=args.max_map_drop, warmup=args.warmup, runs=args.runs, threads=args.threads,
-                        mixed=not args.no_mixed, max_keep=args.max_keep)
+                        mixed=not args.no_mixed, max_keep=args.max_keep, min_class_objects=args.min_class_objects)
     truth: Optional[List[Truth]] = None
     evaluation: FrameSet = sets.evaluation
     if args.labels:
@@ -113,7 +113,8 @@ def sweep(args: argparse.Namespace) -> reports.Report:
         mode=sw.mode, model=str(cfg.model.path), source=sets.source if truth is None else str(args.eval_source),
         eval_frames=len(evaluation), calib_frames=len(sets.calibration), seed=args.seed, max_drop=opts.max_drop,
         target=target, reference_map=sw.reference_map, results=results, selected=pick.name if pick else None,
-        reason=reason, mixed=mixed_info, notes=notes + record.repairs,
+        reason=reason, mixed=mixed_info, notes=notes + record.repairs, class_counts=sw.class_counts,
+        left_out=sw.left_out, min_class_objects=sw.min_objects,
     )
     paths = reports.write(rep, out)
     for line in reports.result_rows(results):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -132,7 +132,7 @@ def candidates(cfg: Config, env: TrtEnv, qdq_model: Optional[Path], cache: Optio
     return out
 
 
-def calibrate_cache(cfg: Config, env: TrtEnv, batches: Sequence[np.ndarray], cache_path: Path,
+def calibrate_cache(cfg: Config, env: TrtEnv, batches: Iterable[np.ndarray], cache_path: Path,
                     algorithm: str = "entropy2", tick: Any = None, progress: Any = None) -> Tuple[Path, Path]:
     """Run TensorRT's own calibrator on ``batches``: writes ``cache_path`` and caches the INT8 engine.
 

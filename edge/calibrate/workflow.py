@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from edge.calibrate import graph, qdq, sensitivity
 from edge.calibrate.stats import StatsCollector
 from edge.errors import EdgeError
@@ -118,6 +116,7 @@ def calibrate_model(
     frames: Sequence[str],
     method: str = "auto",
     probe_frames: int = 32,
+    sensitivity_mode: str = "isolated",
     threads: int = 0,
     tick: Optional[Tick] = None,
 ) -> CalibrationRecord:
@@ -159,7 +158,14 @@ def calibrate_model(
     rules = {t: next(k for k, v in candidates[t].items() if v == a) for t, a in ranges.items()}
     ranking = sensitivity.ranking(errors, ranges)
     qpath = out_dir / f"{Path(model_path).stem}.int8.qdq.onnx"
-    qdq.quantize(model, qpath, ranges, probe[0], exclude_nodes=kept_float)
+    qmodel = qdq.quantize(model, qpath, ranges, probe[0], exclude_nodes=kept_float)
+    if sensitivity_mode == "loo":
+        from edge.calibrate.mixed import rank_layers
+
+        loo = rank_layers(qmodel, model, probe, qdq.qdq_nodes(qmodel), threads)
+        ranking = [(n, loo.base_error - e) for n, e in loo.nodes]
+    elif sensitivity_mode != "isolated":
+        raise EdgeError(f"unknown sensitivity mode {sensitivity_mode!r}", "use isolated or loo")
     all_ranges = {n: float(s.amax("max")) for n, s in stats.stats.items() if s.finite and s.count}
     all_ranges.update(ranges)
     return CalibrationRecord(

@@ -53,6 +53,9 @@ def _calibration(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=METHODS, default="auto",
                    help="activation range rule; auto keeps, per layer, the rule with the least INT8 error")
     g.add_argument("--probe-frames", type=int, default=32, help="frames for the per-layer error probe (default 32)")
+    g.add_argument("--sensitivity", choices=("isolated", "loo"), default="isolated",
+                   help="layer ranking for mixed precision: each layer's own INT8 error (isolated, one pass) or "
+                        "the output error each layer leaves when alone taken back to float (loo, one pass per layer)")
     g.add_argument("--algorithm", choices=("entropy2", "minmax"), default="entropy2",
                    help="TensorRT implicit calibrator (8.x-10.x; default entropy2)")
     g.add_argument("--trt-version", help="without TensorRT: write a calibration cache for this TensorRT version "
@@ -96,6 +99,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", help="ground truth: COCO .json, or a folder of YOLO .txt / Pascal VOC .xml")
     g.add_argument("--label-format", choices=("auto", "coco", "yolo", "voc"), default="auto")
     g.add_argument("--eval-source", help="folder of the labelled evaluation images (with --labels)")
+    g.add_argument("--min-class-objects", type=int,
+                   help="classes with fewer reference objects stay out of the mean mAP (default: 10 in agreement "
+                        "mode, 0 with labels)")
     g.add_argument("--target", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
                    help="runtime whose speed decides (default: the config's backend, else what runs here)")
     g.add_argument("--runs", type=int, default=100, help="timed runs per candidate (default 100)")
