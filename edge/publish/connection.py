@@ -23,6 +23,8 @@ from edge.publish.sender import Sender
 log = logging.getLogger(__name__)
 
 RELOG_S = 600.0  # repeat an unchanged connection problem in the log this often
+STABLE_S = 10.0  # a connection that lasted this long resets the reconnect backoff
+QUICK_S = 2.0  # connections closed sooner than this, 3 in a row, suggest a duplicate client id
 
 # MQTT 5 reason codes (CONNACK / DISCONNECT) with the fix to suggest.
 _HINTS: Dict[int, str] = {
@@ -114,12 +116,13 @@ class Backoff:
 
 
 class ProblemLog:
-    """Logs a connection problem once (and after RELOG_S), not at every retry."""
+    """Logs a connection problem once (again after RELOG_S or when it changes), not at every retry."""
 
     def __init__(self) -> None:
         self.last: Optional[str] = None
         self.since = 0.0
         self.count = 0
+        self._reported = True  # the next "connected" is logged (the first one, or after a logged problem)
 
     def problem(self, text: str, level: int = logging.WARNING) -> None:
         now = time.monotonic()
@@ -127,14 +130,18 @@ class ProblemLog:
         if text != self.last or now - self.since > RELOG_S:
             extra = f" ({self.count} attempts)" if text == self.last else ""
             log.log(level, "MQTT: %s%s", text, extra)
-            self.last, self.since = text, now
+            self.last, self.since, self._reported = text, now, True
         else:
             log.debug("MQTT: %s", text)
 
     def solved(self, text: str) -> None:
         after = f" after {self.count} failed attempt(s)" if self.count else ""
-        log.info("MQTT: %s%s", text, after)
-        self.last, self.count = None, 0
+        log.log(logging.INFO if self._reported else logging.DEBUG, "MQTT: %s%s", text, after)
+        self.count, self._reported = 0, False
+
+    def stable(self) -> None:
+        """The connection held: a problem seen again later is news again."""
+        self.last = None
 
 
 def valid_topic(topic: object) -> bool:
@@ -181,6 +188,7 @@ class Connector:
         cfg = self.cfg
         backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s, cfg.reconnect_jitter)
         problems = ProblemLog()
+        quick = 0  # connections in a row that ended within QUICK_S
         while not self.stopping.is_set():
             self.gen += 1
             gen = self.gen
@@ -197,26 +205,36 @@ class Connector:
                 continue
             client.loop_start()
             up = self._await_connack() and self.connected
+            lived = 0.0
             if up:
                 problems.solved(f"connected to {self.where} as {self.client_id}")
-                backoff.reset()
+                since = time.monotonic()
                 while not self.stopping.is_set() and not self._lost.wait(1.0) and client.is_connected():
                     pass
+                lived = time.monotonic() - since
             elif self._ended is None and not self.stopping.is_set():
                 self._ended = (f"no CONNACK from {self.where} within {cfg.connect_timeout_s:g} s "
                                "(is it an MQTT broker? TLS on a plain port or the reverse?)", False)
             self._end(client, gen, up)
             if self.stopping.is_set():
                 return
+            self.reconnects += int(up)
+            # The backoff starts again only after a stable connection: a broker that drops us right
+            # after accepting us (a duplicate client id, an ACL kick) is retried ever more slowly.
+            quick = quick + 1 if up and lived < QUICK_S else 0
+            if lived >= STABLE_S:
+                backoff.reset()
+                problems.stable()
             text, slow = self._ended or (f"connection to {self.where} lost", False)
-            if up and not slow:
+            if quick >= 3 and not slow:
+                problems.problem(f"{text}: the broker keeps closing our connections within seconds; is "
+                                 f"another client using the client id {self.client_id!r}? (give every device its "
+                                 "own mqtt.client_id or device name)", logging.ERROR)
+            elif up and not slow:
                 log.warning("MQTT: %s; reconnecting", text)
-                delay = backoff.next()
             else:
                 problems.problem(text, logging.ERROR if slow else logging.WARNING)
-                delay = backoff.spread(cfg.auth_retry_s) if slow else backoff.next()
-            self.reconnects += int(up)
-            self.stopping.wait(delay)
+            self.stopping.wait(backoff.spread(cfg.auth_retry_s) if slow else backoff.next())
 
     def _await_connack(self) -> bool:
         deadline = time.monotonic() + self.cfg.connect_timeout_s
