@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -124,7 +125,13 @@ def quantize(
             f"tensor {bad[0]!r} has no usable INT8 range ({amax[bad[0]]})",
             "it holds inf/NaN or is always 0 on the calibration frames; its consumers must stay in float",
         )
-    overrides = {t: [{"rmin": np.float32(-amax[t]), "rmax": np.float32(amax[t])}] for t in sorted(needed)}
+    overrides: Dict[str, Any] = {t: [{"rmin": np.float32(-amax[t]), "rmax": np.float32(amax[t])}]
+                                 for t in sorted(needed)}
+    # onnxruntime derives parameters for every tensor it looked at, quantized or not; a tensor
+    # that is NaN on the sample (downstream of an unrepaired -inf) would trip it. Fixed
+    # placeholder parameters for those keep it from computing any (they are never used).
+    for t in graph.activations(model):
+        overrides.setdefault(t, [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnxruntime.set_default_logger_severity(3)
@@ -151,7 +158,8 @@ def _quantize_static(model: Any, *, amax_overrides: Dict[str, Any], sample: np.n
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     onnx = graph._onnx()
-    with tempfile.TemporaryDirectory(prefix="edge-qdq-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edge-qdq-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # its own calibrator's NaN statistics: unused
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))
         tmp_out = Path(tmp) / "qdq.onnx"
