@@ -46,12 +46,22 @@ def open_onnx(model: Path, threads: int = 0, precision: str = "fp32") -> Backend
 class Detector:
     """Preprocess → backend → postprocess for one model variant, as the daemon does it.
 
-    The backend is owned by the detector and closed with it.
+    The backend is owned by the detector and closed with it; it is activated (CUDA context
+    pushed) for the detector's lifetime, so use a detector from the thread that made it.
     """
 
     def __init__(self, cfg: Config, backend: Backend, filters: Optional[Filters] = None) -> None:
         self.cfg = cfg
         self.backend = backend
+        backend.activate()
+        try:
+            self._setup(cfg, backend, filters)
+        except BaseException:
+            backend.deactivate()
+            backend.close()
+            raise
+
+    def _setup(self, cfg: Config, backend: Backend, filters: Optional[Filters]) -> None:
         self.labels = load_labels(cfg.model)
         self.geometry: InputGeometry = input_geometry(cfg.model, backend)
         self.pre = CpuPreprocessor(self.geometry)
@@ -106,6 +116,7 @@ class Detector:
 
     def close(self) -> None:
         self.pre.close()
+        self.backend.deactivate()
         self.backend.close()
 
     def __enter__(self) -> Detector:
