@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
@@ -138,13 +139,18 @@ class CommandProcessor:
         self.on_command = on_command
         self.handled = 0
         self.failed = 0
+        self._lock = threading.Lock()  # answer() and refuse() run on different threads
+
+    def _count(self, ok: bool) -> None:
+        with self._lock:
+            self.handled += 1
+            self.failed += int(not ok)
 
     def answer(self, payload: bytes) -> Dict[str, Any]:
         cmd, head = parse(payload)
         body = head if cmd is None else {**head, **self._run(cmd)}
-        self.handled += 1
+        self._count(bool(body.get("ok")))
         if not body.get("ok"):
-            self.failed += 1
             log.info("command refused: %s", body.get("error"))
         return {"v": RESPONSE_VERSION, "device": self.device, "ts": round(time.time(), 3),
                 "id": head.get("id"), "command": head.get("command"), **body}
@@ -152,8 +158,7 @@ class CommandProcessor:
     def refuse(self, payload: bytes, message: str, hint: str) -> Dict[str, Any]:
         """The answer to a command that is not run (busy, retained): names the reason."""
         _, head = parse(payload)
-        self.handled += 1
-        self.failed += 1
+        self._count(False)
         return {"v": RESPONSE_VERSION, "device": self.device, "ts": round(time.time(), 3),
                 "id": head.get("id"), "command": head.get("command"), **error_body(CommandError(message, hint))}
 
