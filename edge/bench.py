@@ -92,16 +92,16 @@ def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
         cam = cam.model_copy(update={"source": cam.source.model_copy(update={"realtime": False, "loop": True})})
     engine = open_engine(cfg)
     counter = _CountingSink()
-    sinks: List[Sink] = [counter, *make_sinks(cfg)]
+    ctx = PayloadContext(cfg.device, cfg.model.display_name, engine.backend.info.precision,
+                         engine.backend.info.name, engine.labels)
+    sinks: List[Sink] = [counter, *make_sinks(cfg, ctx.session)]
     for s in sinks:
         s.start()
     mailbox = FrameMailbox()
     mailbox.add_camera(cam.name)
-    ctx = PayloadContext(cfg.device, cfg.model.display_name, engine.backend.info.precision,
-                         engine.backend.info.name, engine.labels)
     pipeline = Pipeline(mailbox, engine, {cam.name: camera_policy(cfg, cam)}, sinks, ctx, Heartbeats())
     alloc = engine.backend.frame_allocator()
-    source = open_source(cam, mailbox.put, FrameRing(4, alloc) if alloc else None)
+    source = open_source(cam, mailbox.put_paced, FrameRing(4, alloc) if alloc else None)
     pipeline.start()
     source.start()
     try:

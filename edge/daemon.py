@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edge import __version__
-from edge.config.model import CameraConfig, Config
+from edge.config.model import CameraConfig, Config, FileSource
 from edge.errors import EdgeError
-from edge.frames import FrameMailbox, FrameRing
+from edge.frames import Frame, FrameMailbox, FrameRing
 from edge.health.heartbeat import Heartbeats
 from edge.pipeline import CameraPolicy, Engine, Pipeline
 from edge.postprocess.pipeline import Filters
@@ -49,7 +49,7 @@ def camera_policy(cfg: Config, cam: CameraConfig) -> CameraPolicy:
 CommandHandler = Callable[[Dict[str, Any]], Dict[str, Any]]
 
 
-def make_sinks(cfg: Config, on_command: Optional[CommandHandler] = None) -> List[Sink]:
+def make_sinks(cfg: Config, session: str, on_command: Optional[CommandHandler] = None) -> List[Sink]:
     sinks: List[Sink] = []
     for name in cfg.sinks:
         if name == "stdout":
@@ -59,7 +59,7 @@ def make_sinks(cfg: Config, on_command: Optional[CommandHandler] = None) -> List
         elif name == "mqtt":
             from edge.publish.mqtt import MqttSink
 
-            sinks.append(MqttSink(cfg.mqtt, cfg.device, cfg.state_dir, on_command=on_command))
+            sinks.append(MqttSink(cfg.mqtt, cfg.device, cfg.state_dir, on_command=on_command, session=session))
     return sinks
 
 
@@ -140,7 +140,7 @@ class Daemon:
         cfg = self.cfg
         ctx = PayloadContext(cfg.device, cfg.model.display_name, engine.backend.info.precision,
                              engine.backend.info.name, engine.labels)
-        sinks = make_sinks(cfg, self.on_command)
+        sinks = make_sinks(cfg, ctx.session, self.on_command)
         for sink in sinks:
             sink.start()
         policies = {c.name: camera_policy(cfg, c) for c in cfg.cameras if c.enabled}
@@ -162,11 +162,18 @@ class Daemon:
         self.mailbox.add_camera(cam.name)
         alloc = self.pipeline.engine.backend.frame_allocator()
         ring = FrameRing(RING_SLOTS, alloc) if alloc is not None else None
-        src = open_source(cam, self.mailbox.put, ring)
+        src = open_source(cam, self._deliver_for(cam), ring)
         self.sources[cam.name] = src
         stall_s = self.cfg.health.worker_stall_s
         self.heartbeats.add_probe(f"capture:{cam.name}", partial(_source_alive, src, stall_s))
         src.start()
+
+    def _deliver_for(self, cam: CameraConfig) -> Callable[[Frame], None]:
+        """Live sources replace their unread frame; a file not played in real time waits for
+        inference instead, so every frame is detected and the decoder never races ahead."""
+        if isinstance(cam.source, FileSource) and not cam.source.realtime:
+            return self.mailbox.put_paced
+        return self.mailbox.put
 
     def _stop_source(self, name: str, keep_slot: bool = False) -> None:
         src = self.sources.pop(name, None)
@@ -268,7 +275,7 @@ class Daemon:
             info = pipeline.engine.backend.info
             ctx = PayloadContext(new.device, new.model.display_name, info.precision, info.name,
                                  pipeline.engine.labels, session=pipeline.ctx.session)
-            sinks = make_sinks(new, self.on_command) if sinks_changed else None
+            sinks = make_sinks(new, ctx.session, self.on_command) if sinks_changed else None
             pipeline.control(partial(_swap_sinks, pipeline, new=sinks, ctx=ctx))
         pipeline.control(each_sink(lambda k: k.publish_status(self.status_payload())))
 

@@ -121,7 +121,9 @@ class FrameMailbox:
         self._slots: Dict[str, LatestFrame] = {}
         self._order: List[str] = []
         self._next = 0
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # a frame arrived
+        self._space = threading.Condition(lock)  # a slot was emptied (for put_wait)
         self._closed = False
 
     def add_camera(self, camera: str) -> LatestFrame:
@@ -139,6 +141,7 @@ class FrameMailbox:
                 return
             self._order.remove(camera)
             frame = slot._take()
+            self._space.notify_all()
         if frame is not None:
             frame.release()
 
@@ -153,6 +156,36 @@ class FrameMailbox:
                 self._cond.notify()
         if old is not None:
             old.release()
+
+    def put_wait(self, frame: Frame, timeout: float = 0.5) -> bool:
+        """Offer a frame once the camera's previous one has been taken (back-pressure).
+
+        For sources that are not live (a file processed as fast as inference allows):
+        nothing is dropped, and the decoder waits instead of racing ahead. Waits at most
+        ``timeout`` seconds; returns False (frame not taken, caller keeps it) on timeout,
+        and True once the frame is handed over or released because the camera is gone.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                slot = self._slots.get(frame.camera)
+                if slot is None or self._closed:
+                    break
+                if slot._frame is None:
+                    slot._put(frame)
+                    self._cond.notify()
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._space.wait(remaining)
+        frame.release()
+        return True
+
+    def put_paced(self, frame: Frame) -> None:
+        """``put_wait`` until the frame is taken (or released because its camera is gone)."""
+        while not self.put_wait(frame):
+            pass
 
     def take(self, max_frames: int = 1, timeout: Optional[float] = None) -> List[Frame]:
         """Up to ``max_frames`` newest frames from distinct cameras, fair round robin.
@@ -184,6 +217,7 @@ class FrameMailbox:
                 last = i
         if last is not None:
             self._next = (start + last + 1) % n
+            self._space.notify_all()
         return frames
 
     def counters(self) -> Dict[str, Tuple[int, int]]:
@@ -197,6 +231,7 @@ class FrameMailbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._space.notify_all()
 
     def discard(self) -> int:
         """Release every frame still waiting, counted as dropped; returns how many."""

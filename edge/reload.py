@@ -85,7 +85,14 @@ def apply_command(daemon: Daemon, cmd: Dict[str, Any]) -> Dict[str, Any]:
         daemon.pipeline.request_snapshot(str(camera))
         return {"ok": True, "camera": camera, "snapshot": "requested"}
     if name == "reload":
-        if not reload_config(daemon, "reload command"):
-            raise EdgeError("the new configuration was rejected", "see the daemon's log for the reason")
-        return {"ok": True, "reloaded": True}
+        # Validate now so the answer can name a problem, apply after answering: the reload
+        # may replace the very MQTT connection that carries the answer.
+        if daemon.config_path is None:
+            raise EdgeError("no config file to reload", "the daemon was started without one")
+        try:
+            load_config(daemon.config_path)
+        except ConfigError as exc:
+            raise EdgeError(f"the config file is invalid: {str(exc).splitlines()[0]}", "fix it and retry") from None
+        daemon.request("reload", "reload command")
+        return {"ok": True, "reloading": True}
     raise EdgeError(f"unknown command {name!r}", "set_threshold, enable_camera, disable_camera, snapshot, reload")

@@ -206,8 +206,10 @@ class GstSource(Source):
                 if last_frame is None:
                     self._set_state(SourceState.STREAMING, "")
                     self._log_streaming(sample, now - start, down_since)
-                last_frame = now
                 self._on_sample(sample, now)
+                # Measured after the hand-over: a consumer that applies back-pressure
+                # (a file processed frame by frame) is not a stalled source.
+                last_frame = self.stats.last_progress_monotonic = time.monotonic()
             elif sink.is_eos():
                 time.sleep(0.005)  # the bus carries the EOS message in a moment
             outcome = self._read_bus(bus, graph)

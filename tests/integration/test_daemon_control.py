@@ -97,6 +97,16 @@ def test_sighup_applies_a_valid_config_and_rejects_an_invalid_one(assets, mosqui
         assert all(d["label"] == "person" and d["score"] >= 0.6 for m in later for d in m["detections"])
         assert {m["session"] for m in later} == {session}
         assert not daemon.log_has("opening the new engine")
+
+        # The reload command answers with the problem of an invalid file, and applies a valid one.
+        path.write_text(path.read_text() + "\nbogus_key: 1\n")
+        _send(mosquitto.port, {"command": "reload", "id": "r1"})
+        bad = _answer(sub, "r1", daemon)
+        assert bad["ok"] is False and "bogus_key" in bad["error"]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        _send(mosquitto.port, {"command": "reload", "id": "r2"})
+        assert _answer(sub, "r2", daemon)["ok"] is True
+        daemon.wait_for(lambda: sum("new configuration in force" in x for x in daemon.stderr) >= 2, 20, "reload")
         daemon.terminate()
     finally:
         daemon.kill()
