@@ -290,3 +290,40 @@ def test_ring_old_generation_buffer_is_not_readopted_after_size_flips_back() -> 
     old[1]()  # from the first 4x4 set: must not join the new one
     assert ring.acquire((4, 4, 3)) is not None
     assert ring.acquire((4, 4, 3)) is None  # never more than `slots` buffers out
+
+
+def test_put_wait_applies_back_pressure_instead_of_dropping() -> None:
+    r = Releases()
+    box = FrameMailbox()
+    box.add_camera("f")
+    assert box.put_wait(r.frame("f", 1), timeout=0.1) is True
+    second = r.frame("f", 2)
+    assert box.put_wait(second, timeout=0.05) is False  # slot still full: caller keeps the frame
+    assert r.count == {}
+    done = threading.Event()
+
+    def producer() -> None:
+        box.put_paced(second)  # blocks until the consumer takes frame 1
+        done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    assert not done.wait(0.2)
+    assert [f.seq for f in box.take(timeout=1)] == [1]
+    assert done.wait(5)
+    assert [f.seq for f in box.take(timeout=1)] == [2]
+    t.join(5)
+    assert box.counters()["f"] == (2, 0)  # nothing dropped
+
+
+def test_put_paced_returns_when_the_camera_goes_away() -> None:
+    r = Releases()
+    box = FrameMailbox()
+    box.add_camera("f")
+    box.put(r.frame("f", 1))
+    t = threading.Thread(target=box.put_paced, args=(r.frame("f", 2),))
+    t.start()
+    box.remove_camera("f")
+    t.join(5)
+    assert not t.is_alive()
+    assert r.count == {("f", 1): 1, ("f", 2): 1}
