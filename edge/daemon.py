@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from edge import __version__
+from edge import report
 from edge.config.model import CameraConfig, Config, FileSource
 from edge.errors import EdgeError
 from edge.frames import Frame, FrameMailbox, FrameRing
@@ -73,14 +73,14 @@ class Daemon:
         self.notifier = notifier or _make_notifier(cfg, self.heartbeats)
         self.mailbox = FrameMailbox()
         self.sources: Dict[str, Any] = {}
-        self._stopped_sources: Dict[str, Any] = {}  # during shutdown, for the final stats
+        self.stopped_sources: Dict[str, Any] = {}  # during shutdown, for the final stats
         self.pipeline: Optional[Pipeline] = None
         self._wake = threading.Event()
         self._requests: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
         self._stop_signal = ""
         self.started = time.time()
         self._sources_started = 0.0
-        self._ready = False
+        self.ready = False
         self.exit_code = 0
 
     # ------------------------------------------------------------------ requests (any thread)
@@ -201,7 +201,7 @@ class Daemon:
                 self.exit_code = 1
                 return
             now = time.monotonic()
-            if not self._ready:
+            if not self.ready:
                 self._check_ready(now)
             self.notifier.tick()
             if now >= next_status:
@@ -214,11 +214,11 @@ class Daemon:
     def _check_ready(self, now: float) -> None:
         assert self.pipeline is not None
         if self.pipeline.first_inference.is_set():
-            self._ready = True
+            self.ready = True
             self.notifier.ready(self.status_line())
             log.info("ready: first frame inferred")
         elif now - self._sources_started > self.cfg.health.ready_timeout_s:
-            self._ready = True
+            self.ready = True
             waiting = [n for n, s in self.sources.items() if s.stats.state.value != "streaming"]
             self.notifier.ready(f"ready, cameras still connecting: {', '.join(waiting) or 'none'}")
             log.warning("ready after %.0f s without a first frame; still connecting: %s",
@@ -226,7 +226,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        self._stopped_sources = dict(self.sources)
+        self.stopped_sources = dict(self.sources)
         for name in list(self.sources):
             try:
                 self._stop_source(name, keep_slot=True)
@@ -280,70 +280,14 @@ class Daemon:
         pipeline.control(each_sink(lambda k: k.publish_status(self.status_payload())))
 
     # ------------------------------------------------------------------ reporting
-    def camera_stats(self) -> Dict[str, Dict[str, Any]]:
-        """Per camera; ``frames`` = ``published`` + ``dropped_unread`` + ``skipped`` once drained."""
-        assert self.pipeline is not None
-        rates = self.pipeline.processed.rates(self.sources)
-        mailbox = self.mailbox.counters()
-        out = {}
-        for name, src in {**self._stopped_sources, **self.sources}.items():
-            _received, unread = mailbox.get(name, (0, 0))
-            cam = src.stats.as_dict()
-            cam.update(
-                fps=rates.get(name, 0.0),
-                published=self.pipeline.published_by_camera.get(name, 0),
-                dropped=unread + src.stats.dropped,
-                dropped_unread=unread,
-                dropped_no_buffer=src.stats.dropped,
-                skipped=self.pipeline.skipped.get(name, 0),
-                where=src.where,
-            )
-            out[name] = cam
-        return out
-
     def status_line(self) -> str:
-        cams = self.camera_stats()
-        parts = [
-            f"{n} {c['fps']:.1f} fps" if c["state"] == "streaming" else f"{n} {c['state']}" for n, c in cams.items()
-        ]
-        sink = {}
-        for s in self.pipeline.sinks if self.pipeline else []:
-            sink.update(s.stats())
-        tail = f" | outbox {sink['outbox_depth']}" if "outbox_depth" in sink else ""
-        state = "running" if self._ready else "starting"
-        return f"{state}: {', '.join(parts) or 'no cameras'}{tail}"
+        return report.status_line(self)
 
     def status_payload(self) -> Dict[str, Any]:
-        assert self.pipeline is not None
-        info = self.pipeline.engine.backend.info
-        return {
-            "version": __version__,
-            "device": self.cfg.device,
-            "model": self.cfg.model.display_name,
-            "precision": info.precision,
-            "backend": info.name,
-            "accelerator": info.device,
-            "cameras": [c.name for c in self.cfg.cameras if c.enabled],
-            "started": round(self.started, 3),
-        }
+        return report.status_payload(self)
 
     def stats(self, final: bool = False) -> Dict[str, Any]:
-        assert self.pipeline is not None
-        out: Dict[str, Any] = {
-            "final": final,
-            "uptime_s": round(time.time() - self.started, 1),
-            "cameras": self.camera_stats(),
-            "latency_ms": self.pipeline.latency.summary(),
-            "published": self.pipeline.published,
-        }
-        for s in self.pipeline.sinks:
-            out.update(s.stats())
-        try:
-            from edge.health.stats import system_stats
-        except ImportError:
-            return out
-        out["system"] = system_stats()
-        return out
+        return report.stats(self, final)
 
 
 def each_sink(fn: Callable[[Sink], None]) -> Callable[[List[Sink]], None]:
