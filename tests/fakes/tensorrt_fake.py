@@ -1,6 +1,6 @@
 """Contract fakes of the ``tensorrt`` Python module, one per version band. NOT TensorRT.
 
-Each fake exposes exactly the API that ``/work/shared/docs/tensorrt.md``-style references
+Each fake exposes exactly the API that the TensorRT reference this project follows (NVIDIA/TensorRT release branches)
 document for its band, and nothing that band removed: an attribute that a band lacks
 raises ``AttributeError`` on read *and* on write, so code that calls a removed API fails.
 
