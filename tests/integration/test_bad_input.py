@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, free_port
 from daemon_helpers import ROOT, DaemonProcess, Subscriber, demo_config, write_config
+from edge_testkit import Mosquitto, free_port
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
-from conftest import free_port
 from daemon_helpers import DaemonProcess, demo_config, write_config
+from edge_testkit import free_port
 from rtsp_server import RtspServer, encoded_media
 
 pytest.importorskip("gi")

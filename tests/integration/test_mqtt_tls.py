@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import pytest
-from conftest import Mosquitto
+from edge_testkit import Mosquitto
 from mqtt_helpers import context, feed, wait_until
 
 from edge.config.model import MqttConfig

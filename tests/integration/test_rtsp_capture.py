@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from capture_helpers import Collector, camera, native_threads, python_threads, rss_mb, stopped, wait_until
-from conftest import free_port
+from edge_testkit import free_port
 from rtsp_server import RtspServer, encoded_media
 
 from edge.capture import SourceState, open_source

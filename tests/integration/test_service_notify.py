@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from conftest import free_port
 from daemon_helpers import ROOT, DaemonProcess, demo_config, write_config
+from edge_testkit import free_port
 
 Message = Tuple[float, Dict[str, str]]
 

@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 import yaml
-from conftest import Mosquitto
 from daemon_helpers import NANODET_INPUT, Subscriber
+from edge_testkit import Mosquitto
 from service_sandbox import Sandbox, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
