@@ -10,12 +10,15 @@ from typing import Any, Dict, List, Optional, Tuple
 from edge.calibrate import trt as trt_side
 from edge.calibrate.calibrator import cache_from_ranges
 from edge.calibrate.detector import Detector, open_onnx
+from edge.calibrate.mixed import detection_distance
 from edge.calibrate.progress import Progress
 from edge.calibrate.sampling import SampleSets, is_stream, sample_source
 from edge.calibrate.workflow import RECORD_NAME, CalibrationRecord, calibrate_model, file_sha256
 from edge.config.load import load_config
 from edge.config.model import Config, FileSource
 from edge.errors import EXIT_USAGE, EdgeError, SourceError
+from edge.postprocess.pipeline import Filters
+from edge.preprocess.geometry import place
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,17 @@ def calibrate(args: argparse.Namespace) -> CalibrationRecord:
                   f"(seed {args.seed}, method {args.method})")
     with Detector(cfg, open_onnx(model, args.threads)) as det:
         tensors = det.tensors(sets.calibration)
+        g = det.geometry
+        same = place(g.width, g.height, g.width, g.height)  # compare in model-input pixels
+        low = Filters(score_threshold=min(0.05, cfg.detect.score_threshold), classes=cfg.detect.classes)
+        distance = detection_distance(
+            lambda out: [det.post(out, i, same, det.filters) for i in range(g.batch)],
+            lambda out: [det.post(out, i, same, low) for i in range(g.batch)])
         with progress.bar("activation statistics", len(sets.calibration)) as tick:
             record = calibrate_model(model, tensors, out, source=sets.source, seed=args.seed,
                                      frames=sets.calibration.keys, method=args.method,
                                      probe_frames=args.probe_frames, sensitivity_mode=args.sensitivity,
-                                     threads=args.threads, tick=tick)
+                                     distance=distance, threads=args.threads, tick=tick)
         cache = out / "calibration.cache"
         if not args.no_tensorrt and trt_side.available():
             env = trt_side.TrtEnv.load(cfg)
@@ -107,7 +116,7 @@ def calibrate(args: argparse.Namespace) -> CalibrationRecord:
     print(f"record:            {path}")
     for line in record.repairs:
         print(f"repair:            {line}")
-    worst = ", ".join(f"{n} ({e:.2g})" for n, e in record.sensitivity[:5])
+    worst = ", ".join(n for n, _ in record.sensitivity[:5])
     print(f"most sensitive:    {worst}")
     return record
 

@@ -125,6 +125,9 @@ class Ranking:
         return [n for n, _ in self.nodes]
 
 
+Distance = Callable[[Sequence[Dict[str, np.ndarray]], Sequence[Dict[str, np.ndarray]]], float]
+
+
 def rank_layers(
     qmodel: Any,
     fp32: Any,
@@ -132,13 +135,19 @@ def rank_layers(
     candidates: Sequence[str],
     threads: int = 0,
     tick: Optional[Callable[[int], None]] = None,
+    distance: Optional[Distance] = None,
 ) -> Ranking:
-    """Leave-one-out sensitivity: error of the outputs with each node alone taken back to float."""
+    """Leave-one-out sensitivity: distance to FP32 with each node alone taken back to float.
+
+    ``distance`` compares FP32 and candidate outputs (default :func:`output_error`; the
+    calibrate command passes :func:`detection_distance` over the daemon's decoder).
+    """
+    dist = distance or output_error
     ref = _run(fp32, batches, threads)
-    base = output_error(ref, _run(qmodel, batches, threads))
+    base = dist(ref, _run(qmodel, batches, threads))
     rows = []
     for node in candidates:
-        err = output_error(ref, _run(unquantize(qmodel, fp32, [node]), batches, threads))
+        err = dist(ref, _run(unquantize(qmodel, fp32, [node]), batches, threads))
         rows.append((node, err))
         if tick:
             tick(1)
@@ -180,3 +189,35 @@ def search(order: Sequence[str], within: Score, max_keep: Optional[int] = None) 
         else:
             lo = mid
     return hi, results
+
+
+def detection_distance(decode_ref: Callable[[Dict[str, np.ndarray]], List[Any]],
+                       decode_low: Callable[[Dict[str, np.ndarray]], List[Any]]) -> Distance:
+    """How far a candidate's detections are from FP32's, per FP32 detection (0 = the same).
+
+    Each detection FP32 publishes (``decode_ref``) is matched to the candidate's best box of
+    the same class among its low-threshold detections (``decode_low``); it costs
+    ``1 - IoU`` plus the score difference, or ``1 + score`` when nothing matches. Unlike
+    mAP this is continuous and weighted by instance, so it ranks layers on few frames.
+    """
+    from edge.calibrate.evaluate import _iou
+
+    def distance(ref: Sequence[Dict[str, np.ndarray]], cand: Sequence[Dict[str, np.ndarray]]) -> float:
+        total, count = 0.0, 0
+        for r_out, c_out in zip(ref, cand):
+            for r, c in zip(decode_ref(r_out), decode_low(c_out)):
+                if not len(r):
+                    continue
+                count += len(r)
+                if not len(c):
+                    total += float(np.sum(1.0 + r.scores))
+                    continue
+                iou = _iou(r.boxes, c.boxes)
+                iou[r.class_ids[:, None] != c.class_ids[None, :]] = 0.0
+                j = np.argmax(iou, axis=1)
+                best = iou[np.arange(len(r)), j]
+                cost = np.where(best > 0, 1.0 - best + np.abs(r.scores - c.scores[j]), 1.0 + r.scores)
+                total += float(np.sum(cost))
+        return total / max(count, 1)
+
+    return distance

@@ -116,7 +116,8 @@ def calibrate_model(
     frames: Sequence[str],
     method: str = "auto",
     probe_frames: int = 32,
-    sensitivity_mode: str = "isolated",
+    sensitivity_mode: str = "loo",
+    distance: Any = None,
     threads: int = 0,
     tick: Optional[Tick] = None,
 ) -> CalibrationRecord:
@@ -124,6 +125,9 @@ def calibrate_model(
 
     ``batches`` is re-iterable with a length (:class:`edge.calibrate.detector.Tensors`): it is
     read twice, once for the statistics and once (every n-th batch) for the layer errors.
+    ``sensitivity_mode`` ranks layers for mixed precision: "isolated" (each layer's own INT8
+    error, from the same probe pass) or "loo" (``distance`` to FP32 with each layer alone back
+    in float; :func:`edge.calibrate.mixed.detection_distance` measures it on detections).
     """
     if method not in METHODS:
         raise EdgeError(f"unknown calibration method {method!r}", f"use one of {', '.join(METHODS)}")
@@ -162,7 +166,7 @@ def calibrate_model(
     if sensitivity_mode == "loo":
         from edge.calibrate.mixed import rank_layers
 
-        loo = rank_layers(qmodel, model, probe, qdq.qdq_nodes(qmodel), threads)
+        loo = rank_layers(qmodel, model, probe, qdq.qdq_nodes(qmodel), threads, distance=distance)
         ranking = [(n, loo.base_error - e) for n, e in loo.nodes]
     elif sensitivity_mode != "isolated":
         raise EdgeError(f"unknown sensitivity mode {sensitivity_mode!r}", "use isolated or loo")

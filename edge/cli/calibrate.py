@@ -53,9 +53,10 @@ def _calibration(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=METHODS, default="auto",
                    help="activation range rule; auto keeps, per layer, the rule with the least INT8 error")
     g.add_argument("--probe-frames", type=int, default=32, help="frames for the per-layer error probe (default 32)")
-    g.add_argument("--sensitivity", choices=("isolated", "loo"), default="isolated",
-                   help="layer ranking for mixed precision: each layer's own INT8 error (isolated, one pass) or "
-                        "the output error each layer leaves when alone taken back to float (loo, one pass per layer)")
+    g.add_argument("--sensitivity", choices=("loo", "isolated"), default="loo",
+                   help="layer ranking for mixed precision: how much closer the detections come to FP32 with each "
+                        "layer alone back in float (loo, one short pass per layer; default), or each layer's own "
+                        "INT8 error (isolated, faster)")
     g.add_argument("--algorithm", choices=("entropy2", "minmax"), default="entropy2",
                    help="TensorRT implicit calibrator (8.x-10.x; default entropy2)")
     g.add_argument("--trt-version", help="without TensorRT: write a calibration cache for this TensorRT version "

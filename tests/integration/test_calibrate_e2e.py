@@ -33,7 +33,7 @@ def test_sweep_calibrates_measures_selects_and_repairs_with_mixed_precision(tmp_
         "backend: {kind: onnxruntime, precision: fp32}\nsinks: [stdout]\n")
     out = tmp_path / "calibration"
     cmd = [sys.executable, "-m", "edge.cli.calibrate", "sweep", "-c", str(cfg), "--out", str(out),
-           "--count", "60", "--eval-count", "40", "--probe-frames", "8", "--runs", "15", "--warmup", "2",
+           "--count", "60", "--eval-count", "40", "--probe-frames", "6", "--runs", "15", "--warmup", "2",
            "--threads", "2", "--max-map-drop", "0.5", "--apply", "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=580)
     assert proc.returncode == 0, proc.stdout + proc.stderr
