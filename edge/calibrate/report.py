@@ -82,7 +82,7 @@ def table(report: Report) -> List[str]:
             f"{_f(s.median_ms if s else None, '{:.2f}')} / {_f(s.p99_ms if s else None, '{:.2f}')} | "
             f"{_f(s.throughput_fps if s else None, '{:.1f}')} | "
             f"{_f(r.size_bytes / 1e6 if r.size_bytes else None, '{:.1f}')} | {mem} | "
-            f"{'yes' if r.within_budget else 'no'} |"
+            f"{'failed: ' + r.failed if r.failed else 'yes' if r.within_budget else 'no'} |"
         )
     return rows
 
@@ -182,6 +182,9 @@ def result_rows(results: Sequence[Result]) -> List[str]:
     out = []
     for r in results:
         s = r.speed
+        if r.failed:
+            out.append(f"{r.candidate.name:<16} failed: {r.failed}")
+            continue
         out.append(f"{r.candidate.name:<16} mAP50-95 {_f(r.map)}  drop {_f(r.drop, '{:+.2f}')} pts  "
                    f"{_f(s.median_ms if s else None, '{:.2f}')} ms ({s.runtime if s else 'not timed'})"
                    f"{'  within budget' if r.within_budget else ''}")

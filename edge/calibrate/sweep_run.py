@@ -94,10 +94,10 @@ def sweep(args: argparse.Namespace) -> reports.Report:
             trt_cands = trt_side.candidates(cfg, env, qdq_model, cache)
         for c in cands:
             progress.note(f"candidate {c.name}")
-            results.append(sw.evaluate(c, ort))
+            results.append(_evaluate(sw, c, ort))
         for c in trt_cands:
             progress.note(f"candidate {c.name}")
-            results.append(sw.evaluate(c, trt_side.opener(cfg, env)))
+            results.append(_evaluate(sw, c, trt_side.opener(cfg, env)))
         mixed_info = _mixed(sw, record, results, cfg, out, env, cache, progress) if opts.mixed else {}
         scored = [selection.Scored(r.candidate.name, r.drop, r.speed.median_ms if r.speed else None,
                                    r.speed.runtime if r.speed else None) for r in results]
@@ -134,6 +134,15 @@ def sweep(args: argparse.Namespace) -> reports.Report:
     return rep
 
 
+def _evaluate(sw: Sweep, c: Candidate, opener: Any) -> Result:
+    """One candidate; one that cannot be built or run here (DLA limits, a parser refusal) is reported, not fatal."""
+    try:
+        return sw.evaluate(c, opener)
+    except EdgeError as exc:
+        log.warning("candidate %s failed: %s", c.name, exc)
+        return Result(c, failed=str(exc))
+
+
 def _mixed(sw: Sweep, record: CalibrationRecord, results: List[Result], cfg: Config, out: Path, env: Any,
            cache: Optional[Path], progress: Any) -> dict:
     """Mixed precision when no INT8 candidate meets the budget; adds its candidates to ``results``."""
@@ -155,14 +164,14 @@ def _mixed(sw: Sweep, record: CalibrationRecord, results: List[Result], cfg: Con
     mixed_cands = [Candidate("ort-mixed-qdq", "mixed", "onnxruntime", path, qdq=True, kept_float=nodes,
                              note=f"{len(nodes)} layer(s) in float")]
     for c in mixed_cands:
-        results.append(sw.evaluate(c, open_onnxruntime(sw.options.threads)))
+        results.append(_evaluate(sw, c, open_onnxruntime(sw.options.threads)))
     if env is not None:
         tc = [Candidate("trt-mixed-qdq", "mixed", "tensorrt", path, qdq=True, kept_float=nodes)]
         if cache is not None and env.compat.has_calibrators and env.compat.has_layer_precisions:
             tc.append(Candidate("trt-mixed-cache", "mixed", "tensorrt", Path(cfg.model.path), calibration_cache=cache,
                                 layer_precisions=trt_side.layer_precisions(nodes), kept_float=nodes))
         for c in tc:
-            results.append(sw.evaluate(c, trt_side.opener(cfg, env)))
+            results.append(_evaluate(sw, c, trt_side.opener(cfg, env)))
     costs = []
     for r in results:
         if r.candidate.precision != "mixed" or r.speed is None:

@@ -119,7 +119,9 @@ def candidates(cfg: Config, env: TrtEnv, qdq_model: Optional[Path], cache: Optio
     """What this GPU and TensorRT can run: FP32, FP16, INT8 from the cache, INT8 Q/DQ."""
     hw = env.hardware()
     model = Path(cfg.model.path)
-    out = [Candidate("trt-fp32", "fp32", "tensorrt", model)]
+    out = []
+    if cfg.backend.tensorrt.dla_core is None:  # the DLA runs FP16 and INT8 only
+        out.append(Candidate("trt-fp32", "fp32", "tensorrt", model))
     if env.compat.has_precision_flags and hw.fast_fp16:
         out.append(Candidate("trt-fp16", "fp16", "tensorrt", model))
     if hw.fast_int8:

@@ -125,3 +125,18 @@ def test_check_refuses_infinite_scales_and_zero_points(tmp_path: Path) -> None:
     zp.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zp.name))
     with pytest.raises(ModelError, match="symmetric"):
         qdq.check_qdq(bad)
+
+
+def test_record_keeps_every_range_for_an_offline_tensorrt_cache(tmp_path: Path) -> None:
+    from edge.calibrate.calibrator import CalibrationCache, cache_from_ranges
+
+    src = tmp_path / "m.onnx"
+    onnx.save(_model(), str(src))
+    rec = calibrate_model(src, _batches(), tmp_path / "out", source="test", seed=0, frames=["a"], probe_frames=2)
+    assert {"x", "c1", "r1", "pooled", "c2", "y"} <= set(rec.all_ranges)  # every activation, not only Q/DQ inputs
+    assert rec.all_ranges["x"] == pytest.approx(rec.ranges["x"])
+    cache = CalibrationCache.parse(cache_from_ranges(rec.all_ranges, "8.5.2").to_bytes())
+    assert cache.scales["x"] == pytest.approx(rec.ranges["x"] / 127, rel=1e-6)
+    assert [n for n, _ in rec.sensitivity] and set(n for n, _ in rec.sensitivity) == {"conv1", "conv2"}
+    back = type(rec).load(rec.save(tmp_path / "out"))
+    assert back == rec

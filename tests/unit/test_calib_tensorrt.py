@@ -14,7 +14,7 @@ from typing import List
 
 import numpy as np
 import pytest
-from fakes.harness import FakeEnv, fake_env
+from fakes.harness import fake_env
 from fakes.models import tiny_detector
 from fakes.tensorrt_fake import plan_json
 
@@ -83,8 +83,10 @@ def _config(tmp_path: Path, model: Path, video: Path, **backend: str) -> Config:
     return parse_config(text, "test.yaml", tmp_path)
 
 
-@pytest.mark.parametrize(("band", "flag"), [("8.0", "STRICT_TYPES"), ("8.2", "OBEY_PRECISION_CONSTRAINTS"),
-                                            ("8.5", "OBEY_PRECISION_CONSTRAINTS"), ("10", "OBEY_PRECISION_CONSTRAINTS")])
+OBEY = "OBEY_PRECISION_CONSTRAINTS"
+
+
+@pytest.mark.parametrize(("band", "flag"), [("8.0", "STRICT_TYPES"), ("8.2", OBEY), ("8.5", OBEY), ("10", OBEY)])
 def test_mixed_precision_pins_layers_with_the_band_s_constraint_flag(band: str, flag: str, tmp_path: Path,
                                                                       assets) -> None:
     env = fake_env(band, "xavier")
@@ -172,3 +174,11 @@ class _Set(list):
 
     def first(self) -> np.ndarray:
         return self[0]
+
+
+def test_dla_candidates_leave_out_fp32(tmp_path: Path, assets) -> None:
+    env = fake_env("8.5", "xavier")
+    cfg = _config(tmp_path, assets.model, assets.video, dla_core="0")
+    got = trt_side.candidates(cfg, trt_side.TrtEnv(env.compat, env.device), tmp_path / "q.onnx", None)
+    assert [c.name for c in got] == ["trt-fp16", "trt-int8-qdq"]  # the DLA runs FP16 and INT8 only
+    env.close()

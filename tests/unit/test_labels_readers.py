@@ -57,7 +57,7 @@ def test_yolo_bad_lines_are_located(tmp_path: Path) -> None:
         read_labels(tmp_path, LABELS, ["a.jpg"], _sizes, "yolo")
     assert "a.txt:2" in err.value.message and "class 7" in err.value.message
     (tmp_path / "a.txt").write_text("0 0.5 x 0.2 0.4\n")
-    with pytest.raises(LabelError, match="a.txt:1"):
+    with pytest.raises(LabelError, match=r"a\.txt:1"):
         read_labels(tmp_path, LABELS, ["a.jpg"], _sizes, "yolo")
 
 
@@ -85,7 +85,7 @@ def test_unusable_label_sources_are_one_line_errors(tmp_path: Path) -> None:
         read_labels(tmp_path / "missing.json", LABELS, [], _sizes)
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")
-    with pytest.raises(LabelError, match="bad.json:1: not valid JSON"):
+    with pytest.raises(LabelError, match=r"bad\.json:1: not valid JSON"):
         read_labels(bad, LABELS, [], _sizes)
     bad.write_text("[]")
     with pytest.raises(LabelError, match="not a COCO detection file"):
