@@ -44,13 +44,13 @@ def test_real_sweep_on_the_device(tmp_path: Path, assets) -> None:
     out = tmp_path / "calibration"
     base = [sys.executable, "-m", "edge.cli.calibrate"]
     common = ["-c", str(cfg), "--out", str(out), "--count", "100", "--eval-count", "60", "--quiet"]
-    cal = subprocess.run(base + ["calibrate", *common], cwd=ROOT, capture_output=True, text=True, timeout=3000)
+    cal = subprocess.run([*base, "calibrate", *common], cwd=ROOT, capture_output=True, text=True, timeout=3000)
     assert cal.returncode == 0, cal.stdout + cal.stderr
     record = json.loads((out / "calibration.json").read_text())
     int8 = record["calibration_cache"] is not None
     if int8:  # written by TensorRT's own calibrator, with this TensorRT's header
         assert (out / record["calibration_cache"]).read_text().startswith("TRT-")
-    sw = subprocess.run(base + ["sweep", *common, "--runs", "200"], cwd=ROOT, capture_output=True, text=True,
+    sw = subprocess.run([*base, "sweep", *common, "--runs", "200"], cwd=ROOT, capture_output=True, text=True,
                         timeout=3000)
     assert sw.returncode == 0, sw.stdout + sw.stderr
     report = json.loads((out / "report.json").read_text())
