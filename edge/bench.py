@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,6 +21,7 @@ import numpy as np
 
 from edge.config.model import Config, FileSource
 from edge.engine import open_engine
+from edge.errors import EdgeError
 from edge.frames import FrameMailbox, FrameRing
 from edge.health.heartbeat import Heartbeats
 from edge.health.timing import percentiles
@@ -60,27 +63,48 @@ def bench_backend(cfg: Config, frames: int) -> Dict[str, Any]:
         for t in tensors[:3]:
             engine.backend.infer(t)  # warm up
         times = []
+        cpu0 = _cpu_s()
         start = time.perf_counter()
         for i in range(frames):
             t0 = time.perf_counter()
             engine.backend.infer(tensors[i % len(tensors)])
             times.append((time.perf_counter() - t0) * 1000)
         wall = time.perf_counter() - start
+        cpu = _cpu_s() - cpu0
         engine.backend.deactivate()
     finally:
         engine.close()
     p50, p99 = percentiles(times)
-    return {"fps": frames * g.batch / wall, "infer_ms": {"p50": p50, "p99": p99}, "frames": frames}
+    return {"fps": frames * g.batch / wall, "cpu_ms_per_frame": cpu * 1000 / (frames * g.batch),
+            "infer_ms": {"p50": p50, "p99": p99}, "frames": frames}
+
+
+def _cpu_s() -> float:
+    """CPU seconds used by this process so far (every thread, user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 class _CountingSink(Sink):
+    """Counts results and records when chosen counts were reached (no polling thread)."""
+
     name = "count"
 
-    def __init__(self) -> None:
+    def __init__(self, marks: List[int]) -> None:
         self.count = 0
+        self.reached: Dict[int, float] = {}
+        self.cpu: Dict[int, float] = {}
+        self._marks = set(marks)
+        self.done = threading.Event()
+        self._last = max(marks)
 
     def publish(self, result: Any, payload: Dict[str, Any]) -> None:
         self.count += 1
+        if self.count in self._marks:
+            self.reached[self.count] = time.perf_counter()
+            self.cpu[self.count] = _cpu_s()
+            if self.count == self._last:
+                self.done.set()
 
 
 def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
@@ -91,7 +115,8 @@ def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
     if isinstance(cam.source, FileSource):
         cam = cam.model_copy(update={"source": cam.source.model_copy(update={"realtime": False, "loop": True})})
     engine = open_engine(cfg)
-    counter = _CountingSink()
+    warm = max(1, min(10, frames // 10))
+    counter = _CountingSink([warm, warm + frames])
     ctx = PayloadContext(cfg.device, cfg.model.display_name, engine.backend.info.precision,
                          engine.backend.info.name, engine.labels)
     sinks: List[Sink] = [counter, *make_sinks(cfg, ctx.session)]
@@ -105,15 +130,11 @@ def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
     pipeline.start()
     source.start()
     try:
-        warm = min(10, frames // 10)
-        deadline = time.monotonic() + 120
-        while counter.count < warm and time.monotonic() < deadline:
-            time.sleep(0.005)
-        base, start = counter.count, time.perf_counter()
-        while counter.count < base + frames and time.monotonic() < deadline:
-            time.sleep(0.002)
-        wall = time.perf_counter() - start
-        done = counter.count - base
+        if not counter.done.wait(120):
+            raise EdgeError(f"the pipeline published only {counter.count} of {warm + frames} results in 120 s")
+        wall = counter.reached[warm + frames] - counter.reached[warm]
+        cpu = counter.cpu[warm + frames] - counter.cpu[warm]
+        done = frames
         received, dropped = mailbox.counters()[cam.name]
     finally:
         source.stop()
@@ -121,6 +142,7 @@ def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
         engine.close()
     return {
         "fps": done / wall,
+        "cpu_ms_per_frame": cpu * 1000 / done,
         "frames": done,
         "stages_ms": pipeline.latency.summary(),
         "captured": received,
@@ -128,20 +150,38 @@ def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
     }
 
 
-def run_bench(cfg: Config, frames: int, json_path: Optional[Path] = None) -> int:
+def run_bench(cfg: Config, frames: int, json_path: Optional[Path] = None, rounds: int = 3) -> int:
+    """Alternate backend-only and pipeline runs ``rounds`` times; report the median ratio.
+
+    Alternating in one process cancels out slow drifts of the machine (other load, CPU
+    frequency) that would bias two measurements taken minutes apart.
+    """
     cores = os.cpu_count()
-    print(f"edge-detector bench: model {cfg.model.display_name}, {frames} frames each, {cores} CPU cores")
-    backend = bench_backend(cfg, frames)
-    pipeline = bench_pipeline(cfg, frames)
-    ratio = pipeline["fps"] / backend["fps"] if backend["fps"] else 0.0
-    print(f"  backend only : {backend['fps']:7.1f} FPS  (infer p50 {backend['infer_ms']['p50']:.2f} ms, "
-          f"p99 {backend['infer_ms']['p99']:.2f} ms)")
-    print(f"  full pipeline: {pipeline['fps']:7.1f} FPS  ({pipeline['frames']} frames published)")
-    print(f"  ratio pipeline/backend: {ratio:.3f}")
-    print("  per stage (ms)      p50       p99")
+    print(f"edge-detector bench: model {cfg.model.display_name}, {rounds} rounds of {frames} frames, "
+          f"{cores} CPU cores")
+    runs: List[Dict[str, Any]] = []
+    for r in range(rounds):
+        backend = bench_backend(cfg, frames)
+        pipeline = bench_pipeline(cfg, frames)
+        ratio = pipeline["fps"] / backend["fps"] if backend["fps"] else 0.0
+        runs.append({"backend": backend, "pipeline": pipeline, "ratio": ratio})
+        print(f"  round {r + 1}: backend only {backend['fps']:6.1f} FPS, full pipeline {pipeline['fps']:6.1f} FPS, "
+              f"ratio {ratio:.3f}; CPU {backend['cpu_ms_per_frame']:.1f} / {pipeline['cpu_ms_per_frame']:.1f} core-ms")
+    best = sorted(runs, key=lambda x: x["ratio"])[len(runs) // 2]
+    backend, pipeline = best["backend"], best["pipeline"]
+    print(f"  median round: backend only {backend['fps']:.1f} FPS (infer p50 {backend['infer_ms']['p50']:.2f} ms, "
+          f"p99 {backend['infer_ms']['p99']:.2f} ms), full pipeline {pipeline['fps']:.1f} FPS")
+    med_backend = sorted(r["backend"]["fps"] for r in runs)[len(runs) // 2]
+    med_pipeline = sorted(r["pipeline"]["fps"] for r in runs)[len(runs) // 2]
+    print(f"  ratio pipeline/backend: {best['ratio']:.3f} (median of the {rounds} rounds' ratios); "
+          f"ratio of the medians {med_pipeline:.1f}/{med_backend:.1f} = {med_pipeline / med_backend:.3f}")
+    cpu_b = sorted(r["backend"]["cpu_ms_per_frame"] for r in runs)[len(runs) // 2]
+    cpu_p = sorted(r["pipeline"]["cpu_ms_per_frame"] for r in runs)[len(runs) // 2]
+    print(f"  CPU per frame (median): backend only {cpu_b:.1f} core-ms, full pipeline {cpu_p:.1f} core-ms; "
+          f"CPU-bound ratio {cpu_b / cpu_p:.3f} (what the FPS ratio tends to when the cores are the limit)")
+    print("  pipeline per stage (ms)  p50       p99")
     for stage, v in pipeline["stages_ms"].items():
-        print(f"    {stage:<14} {v['p50']:8.2f}  {v['p99']:8.2f}")
+        print(f"    {stage:<19} {v['p50']:8.2f}  {v['p99']:8.2f}")
     if json_path is not None:
-        json_path.write_text(json.dumps({"backend": backend, "pipeline": pipeline, "ratio": ratio,
-                                         "cpu_cores": cores}, indent=2))
+        json_path.write_text(json.dumps({"rounds": runs, "median": best, "cpu_cores": cores}, indent=2))
     return 0

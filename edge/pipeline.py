@@ -32,6 +32,7 @@ from edge.preprocess.base import InputGeometry, Preprocessor
 from edge.preprocess.geometry import Placement
 from edge.publish.base import Sink
 from edge.publish.payload import PayloadContext, build_payload
+from edge.threads import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ threads
     def _guard(self, name: str, fn: Callable[[], None]) -> None:
+        name_native_thread()
         try:
             fn()
         except BaseException as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple
 
-from edge.capture.gst import gst_modules
+from edge.capture.gst import TAIL_FORMATS, gst_modules
 from edge.errors import HardwareError, SourceError
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,8 @@ def add_tail(
         if frame_size is not None:
             chain.append(make("videoscale"))
         chain.append(make("videoconvert"))
-    chain.append(make("capsfilter", caps=caps("video/x-raw,format=BGR" + size)))
+    formats = ", ".join(TAIL_FORMATS)
+    chain.append(make("capsfilter", caps=caps(f"video/x-raw,format=(string){{ {formats} }}" + size)))
     sink = make("appsink", sync=sync, max_buffers=1, drop=drop, emit_signals=False)
     sink.set_property("enable-last-sample", False)
     chain.append(sink)

@@ -55,6 +55,9 @@ def gst_modules() -> SimpleNamespace:
 
 # --------------------------------------------------------------------------- ctypes
 _GST_MAP_READ = 1
+# What the capture pipeline hands to Python. YUV frames are converted to BGR with OpenCV
+# while being copied out (about 3x cheaper than GStreamer's videoconvert to BGR).
+TAIL_FORMATS = ("I420", "NV12", "BGR")
 _MAX_PLANES = 4
 
 
@@ -179,12 +182,18 @@ class MappedBuffer:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a packed BGR image lies in a buffer."""
+    """Where an image lies in a buffer: packed BGR, or the planes of I420/NV12.
+
+    ``stride``/``offset`` describe the first (or only) plane; ``planes`` holds
+    ``(offset, stride)`` of every plane for the YUV formats.
+    """
 
     width: int
     height: int
     stride: int
     offset: int = 0
+    format: str = "BGR"
+    planes: Tuple[Tuple[int, int], ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -200,9 +209,13 @@ def caps_layout(caps: Any) -> Layout:
         info = GstVideo.VideoInfo()
         if not info.from_caps(caps):
             info = None
-    if info is None or info.finfo.format != GstVideo.VideoFormat.BGR:
-        raise SourceError(f"unexpected frame caps {caps.to_string()}", "the capture pipeline must produce BGR")
-    return Layout(int(info.width), int(info.height), int(info.stride[0]), int(info.offset[0]))
+    formats = {GstVideo.VideoFormat.BGR: "BGR", GstVideo.VideoFormat.I420: "I420", GstVideo.VideoFormat.NV12: "NV12"}
+    fmt = formats.get(info.finfo.format) if info is not None else None
+    if info is None or fmt is None:
+        raise SourceError(f"unexpected frame caps {caps.to_string()}", "the capture pipeline must produce "
+                          + ", ".join(TAIL_FORMATS))
+    planes = tuple((int(info.offset[i]), int(info.stride[i])) for i in range(int(info.finfo.n_planes)))
+    return Layout(int(info.width), int(info.height), int(info.stride[0]), int(info.offset[0]), fmt, planes)
 
 
 def buffer_layout(buffer_ptr: int, default: Layout) -> Layout:
@@ -212,7 +225,8 @@ def buffer_layout(buffer_ptr: int, default: Layout) -> Layout:
     if not meta:
         return default
     m = meta.contents
-    return Layout(int(m.width), int(m.height), int(m.stride[0]), int(m.offset[0]))
+    planes = tuple((int(m.offset[i]), int(m.stride[i])) for i in range(min(int(m.n_planes), _MAX_PLANES)))
+    return Layout(int(m.width), int(m.height), int(m.stride[0]), int(m.offset[0]), default.format, planes)
 
 
 def bgr_view(mapped: MappedBuffer, layout: Layout) -> np.ndarray:

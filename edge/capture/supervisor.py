@@ -23,12 +23,14 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from edge.capture.base import Deliver, Source, SourceState, SourceStats
+from edge.capture.convert import yuv_to_bgr
 from edge.capture.diagnose import explain
 from edge.capture.gst import Layout, MappedBuffer, bgr_view, buffer_layout, buffer_pointer, caps_layout, gst_modules
 from edge.capture.pipelines import ERROR_MESSAGE, AttemptError, Builder, Graph
 from edge.config.model import CameraConfig
 from edge.errors import SourceError
 from edge.frames import Frame, FrameRing
+from edge.threads import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class GstSource(Source):
         self.stats.last_progress_monotonic = now
 
     def _run(self) -> None:
+        name_native_thread()
         failures = 0
         attempt = 0
         down_since: Optional[float] = None
@@ -280,23 +283,31 @@ class GstSource(Source):
         ptr = buffer_pointer(buffer)
         layout = buffer_layout(ptr, self._caps_layout(sample.get_caps()))
         mapped = MappedBuffer(ptr)
+        timestamp = time.time()
         try:
-            view = bgr_view(mapped, layout)
+            view: Optional[np.ndarray] = bgr_view(mapped, layout) if layout.format == "BGR" else None
+            shape = (layout.height, layout.width, 3)
+            if self._ring is not None:
+                slot = self._ring.acquire(shape)
+                if slot is None:  # inference holds every buffer: skip this frame
+                    self.stats.dropped += 1
+                    mapped.release()
+                    return
+                image, release = slot
+                # The one host copy, into the ring's (pinned) memory; YUV is converted on the way.
+                if view is not None:
+                    np.copyto(image, view)
+                else:
+                    yuv_to_bgr(mapped, layout, image)
+                mapped.release()
+            elif view is not None:
+                image, release = view, mapped.release  # zero copy: unmapped when the frame is released
+            else:
+                image, release = yuv_to_bgr(mapped, layout), None  # converted: the buffer goes back now
+                mapped.release()
         except SourceError:
             mapped.release()
             raise
-        timestamp = time.time()
-        if self._ring is not None:
-            slot = self._ring.acquire(view.shape)
-            if slot is None:  # inference holds every buffer: skip this frame
-                mapped.release()
-                self.stats.dropped += 1
-                return
-            image, release = slot
-            np.copyto(image, view)  # the one host copy, into the ring's (pinned) memory
-            mapped.release()
-        else:
-            image, release = view, mapped.release  # zero copy: unmapped when the frame is released
         self._seq += 1
         frame = Frame(self.name, self._seq, image, timestamp=timestamp, monotonic=now, _release=release)
         self.stats.frames += 1

@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                            description="Backend alone vs the whole pipeline on the same model, in one run.")
     bench.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     bench.add_argument("--frames", type=int, default=300, help="frames per measurement (default 300)")
+    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     bench.add_argument("--json", type=Path, help="also write the results as JSON here")
     return p
 
@@ -57,7 +58,7 @@ def _main(argv: Optional[List[str]]) -> int:
     if args.command == "bench":
         from edge.bench import run_bench
 
-        return run_bench(cfg, args.frames, args.json)
+        return run_bench(cfg, args.frames, args.json, args.rounds)
     from edge.daemon import Daemon
 
     if args.sink:

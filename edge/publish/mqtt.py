@@ -38,6 +38,7 @@ from edge.publish.payload import encode, new_session_id
 from edge.publish.sender import Sender, Volatile
 from edge.publish.snapshot import RateLimiter
 from edge.publish.status import OFFLINE, ONLINE, STOPPED, Topics, encode_json, stats_message, status_message
+from edge.threads import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class MqttSink(Sink):
 
     def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
+            name_native_thread()
             try:
                 fn()
             except Exception as exc:

@@ -315,3 +315,26 @@ def test_v4l2_graph_asks_for_the_configured_format(tmp_path, fmt, media, decoder
             assert decoder in by_factory
     finally:
         graph.close()
+
+
+@pytest.mark.parametrize("fmt", ["I420", "NV12"])
+@pytest.mark.parametrize(("w", "h"), [(160, 24), (151, 21)])
+def test_yuv_frames_are_converted_once_into_the_ring(fmt: str, w: int, h: int) -> None:
+    """A decoder's YUV output becomes BGR on the way into the ring slot (no videoconvert to BGR)."""
+    frames = {}
+    for kind in ("BGR", fmt):
+        seen = Collector(keep=1)
+        desc = f"videotestsrc is-live=true pattern=smpte ! capsfilter caps=video/x-raw,format={kind},width={w},height={h}"
+        ring = FrameRing(3)
+        src = open_source(camera(f"yuv{kind}", {"kind": "pipeline", "description": desc}), seen, ring)
+        src.start()
+        try:
+            assert seen.wait_for(3), src.stats.as_dict()
+        finally:
+            stopped(src)
+        frames[kind] = seen.images[0]
+        assert seen.images[0].shape == (h, w, 3)
+    # The seven top bars, sampled at their centres (bar edges blur with 4:2:0 chroma).
+    centres = [int((i + 0.5) * w / 7) for i in range(7)]
+    yuv, bgr = frames[fmt][2, centres].astype(int), frames["BGR"][2, centres].astype(int)
+    assert np.abs(yuv - bgr).max() <= 4, (yuv.tolist(), bgr.tolist())
