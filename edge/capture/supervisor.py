@@ -34,6 +34,8 @@ from edge.threads import name_native_thread
 
 log = logging.getLogger(__name__)
 
+CONVERT_SLOTS = 6
+
 POLL_S = 0.05  # longest wait for a frame before the bus and the stall watchdog are checked
 
 
@@ -68,6 +70,10 @@ class GstSource(Source):
         self._policy = camera.reconnect
         self._deliver = deliver
         self._ring = ring
+        # Without a ring, YUV frames are converted into buffers of our own: reusing them avoids
+        # a fresh 1-6 MB allocation (and its page faults) per frame. Enough slots for the frame
+        # in the mailbox, two batches in flight and the one being written.
+        self._convert_ring = FrameRing(CONVERT_SLOTS)
         self._builder = builder
         self._redact = builder.redact
         self._rng = rng or random.Random()
@@ -287,8 +293,10 @@ class GstSource(Source):
         try:
             view: Optional[np.ndarray] = bgr_view(mapped, layout) if layout.format == "BGR" else None
             shape = (layout.height, layout.width, 3)
-            if self._ring is not None:
-                slot = self._ring.acquire(shape)
+            if view is not None and self._ring is None:
+                image, release = view, mapped.release  # zero copy: unmapped when the frame is released
+            else:
+                slot = (self._ring or self._convert_ring).acquire(shape)
                 if slot is None:  # inference holds every buffer: skip this frame
                     self.stats.dropped += 1
                     mapped.release()
@@ -299,11 +307,6 @@ class GstSource(Source):
                     np.copyto(image, view)
                 else:
                     yuv_to_bgr(mapped, layout, image)
-                mapped.release()
-            elif view is not None:
-                image, release = view, mapped.release  # zero copy: unmapped when the frame is released
-            else:
-                image, release = yuv_to_bgr(mapped, layout), None  # converted: the buffer goes back now
                 mapped.release()
         except SourceError:
             mapped.release()
