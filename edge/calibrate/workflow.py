@@ -14,7 +14,6 @@ preprocessing) and the FP32 ONNX model, and produces:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from edge.calibrate import graph, qdq, sensitivity
 from edge.calibrate.stats import StatsCollector
 from edge.errors import EdgeError
+from edge.infer.base import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,6 @@ class CalibrationRecord:
     def order(self) -> List[str]:
         """Quantized nodes, most sensitive first."""
         return [n for n, _ in self.sensitivity]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def prepare(model_path: Path) -> Tuple[Any, List[str]]:

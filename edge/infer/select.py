@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from edge.config.labels import COCO_LABELS
 from edge.config.model import Config, ModelConfig
 from edge.errors import HardwareError, ModelError
-from edge.infer.base import Backend
+from edge.infer.base import Backend, Progress
 from edge.preprocess.base import InputGeometry
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, Optional[float]], None]
 
 
 def tensorrt_importable() -> bool:

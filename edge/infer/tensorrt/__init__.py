@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from edge.config.model import BackendConfig, ModelConfig
-    from edge.infer.base import Backend
-
-Progress = Callable[[str, Optional[float]], None]
+    from edge.infer.base import Backend, Progress
 
 
 def tensorrt_available() -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from edge.config.model import BackendConfig, ModelConfig
+from edge.infer.base import Progress
 from edge.infer.cuda import CudaDevice
 from edge.infer.tensorrt.builder import (
     build_engine,
@@ -27,7 +28,6 @@ from edge.infer.tensorrt.runner import EngineLoadError, TensorRtRunner
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, Optional[float]], None]
 
 
 def open_backend(

@@ -35,9 +35,10 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from edge.errors import HardwareError, ModelError
+from edge.infer.base import Progress
 from edge.infer.cuda import CudaDevice
 from edge.infer.tensorrt.cache import atomic_write, file_lock
 from edge.infer.tensorrt.compat import TrtCompat
@@ -53,7 +54,6 @@ from edge.infer.tensorrt.policy import (
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, Optional[float]], None]
 PROGRESS_INTERVAL_S = 5.0
 
 

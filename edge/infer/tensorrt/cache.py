@@ -29,19 +29,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 from edge.errors import HardwareError
+from edge.infer.base import Progress, file_sha256
 
 log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = 1
-Progress = Callable[[str, Optional[float]], None]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
