@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -100,3 +100,15 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def load_make_models() -> Any:
+    """``tests/models/make_models.py`` as a module (it writes the tiny ONNX test models)."""
+    import importlib.util
+
+    path = ROOT / "tests" / "models" / "make_models.py"
+    spec = importlib.util.spec_from_file_location("edge_test_make_models", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ Every case runs the real `edge-detector` command; none may print a traceback.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from daemon_helpers import ROOT, DaemonProcess, Subscriber, demo_config, write_config
-from edge_testkit import Mosquitto, free_port
+from edge_testkit import Mosquitto, free_port, load_make_models
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -30,11 +29,7 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_models", ROOT / "tests" / "models" / "make_models.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_all(tmp_path_factory.mktemp("models"))
+    return load_make_models().write_all(tmp_path_factory.mktemp("models"))
 
 
 def test_unparsable_yaml(tmp_path) -> None:

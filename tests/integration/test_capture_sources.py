@@ -324,7 +324,8 @@ def test_yuv_frames_are_converted_once_into_the_ring(fmt: str, w: int, h: int) -
     frames = {}
     for kind in ("BGR", fmt):
         seen = Collector(keep=1)
-        desc = f"videotestsrc is-live=true pattern=smpte ! capsfilter caps=video/x-raw,format={kind},width={w},height={h}"
+        caps = f"video/x-raw,format={kind},width={w},height={h}"
+        desc = f"videotestsrc is-live=true pattern=smpte ! capsfilter caps={caps}"
         ring = FrameRing(3)
         src = open_source(camera(f"yuv{kind}", {"kind": "pipeline", "description": desc}), seen, ring)
         src.start()

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Dict, List
 
 import numpy as np
 import pytest
+from edge_testkit import load_make_models
 
 from edge.errors import EXIT_HARDWARE, EXIT_MODEL, HardwareError, ModelError
 from edge.infer.base import TensorSpec
 from edge.infer.onnxruntime import OnnxRuntimeBackend, choose_providers
-
-
-def load_make_models() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "models" / "make_models.py"
-    spec = importlib.util.spec_from_file_location("edge_test_make_models", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
