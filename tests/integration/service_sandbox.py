@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -35,6 +36,15 @@ mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+shift
+# Host directories the fresh /tmp and /run hide (a checkout or venv under /tmp): shown again
+# through overlays of their own, so the sandbox sees them and still never writes to them.
+i=0
+for d in "$@"; do
+  i=$((i + 1))
+  mkdir -p "$T/up$i" "$T/wk$i" "$R$d"
+  mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/up$i,workdir=$T/wk$i" "$R$d"
+done
 SD="" UPID="" CGDIRS=()
 
 # PID 1 of the new namespaces: its own /sys and cgroup mounts (rooted at our sub-cgroups), then systemd.
@@ -137,6 +147,19 @@ def unavailable() -> Optional[str]:
     return None
 
 
+def hidden_paths() -> List[str]:
+    """The checkout, the interpreter's prefix and the assets, where under /tmp or /run."""
+    root = Path(__file__).resolve().parents[2]
+    wanted = [root, Path(sys.prefix).resolve(), Path(os.environ.get("EDGE_ASSETS", root)).resolve()]
+    out: List[str] = []
+    for p in wanted:
+        if p.parts[:2] in (("/", "tmp"), ("/", "run")) and p.is_dir() and not any(
+            str(p).startswith(o + "/") or str(p) == o for o in out
+        ):
+            out.append(str(p))
+    return out
+
+
 class Sandbox:
     """A throwaway root; ``run`` executes a command in it (in the booted system once booted)."""
 
@@ -146,7 +169,7 @@ class Sandbox:
         script.write_text(_HELPER)
         (self.dir / "t").mkdir()
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "bash", str(script), str(self.dir / "t")],
+            ["unshare", "-m", "--propagation", "private", "bash", str(script), str(self.dir / "t"), *hidden_paths()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         line = self._answer()

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from daemon_helpers import NANODET_INPUT, Subscriber
 from edge_testkit import Mosquitto
-from service_sandbox import Sandbox, unavailable
+from service_sandbox import Sandbox, hidden_paths, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = str(ROOT / "tools" / "install-jetson.sh")
@@ -54,7 +54,9 @@ def system(assets: Any, broker: Mosquitto) -> Iterator[Sandbox]:
         sb.run([INSTALL, "--no-apt", "--pip-args", "--no-deps --no-index --no-build-isolation"], timeout=300)
         site = f"/opt/edge-detector/venv/lib/python{py}/site-packages"
         sb.path(f"{site}/_edge_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-        sb.path(str(DROPINS / "90-sandbox.conf")).write_text("[Service]\nLimitCORE=0\nRestartSec=1s\n")
+        # A checkout or venv under /tmp would be hidden by the unit's PrivateTmp=: show it again.
+        binds = "".join(f"BindReadOnlyPaths={p}\n" for p in hidden_paths())
+        sb.path(str(DROPINS / "90-sandbox.conf")).write_text(f"[Service]\nLimitCORE=0\nRestartSec=1s\n{binds}")
         write_config(sb, assets, broker.port)
         sb.boot()
         yield sb
