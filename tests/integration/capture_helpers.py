@@ -104,3 +104,17 @@ def camera(name: str, source: Dict[str, Any], **over: Any) -> Any:
 def stopped(source: Any, timeout: float = 10.0) -> None:
     source.stop(timeout)
     assert source.stats.state.value == "stopped"
+
+
+def capture_frames(cam: Any, count: int, timeout: float = 30.0, ring: Any = None, **collector: Any) -> Any:
+    """Start a real source, wait for ``count`` frames, stop it; returns (collector, source)."""
+    from edge.capture import open_source
+
+    seen = Collector(**collector)
+    src = open_source(cam, seen, ring)
+    src.start()
+    try:
+        assert seen.wait_for(count, timeout), src.stats.as_dict()
+    finally:
+        stopped(src)
+    return seen, src

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capture_helpers import Collector, camera, rss_mb, stopped, wait_until
+from capture_helpers import Collector, camera, capture_frames, rss_mb, stopped, wait_until
 
 from edge.capture import SourceState, open_source
 from edge.errors import HardwareError, SourceError
@@ -60,14 +60,8 @@ def test_map_refuses_a_buffer_too_small_for_the_layout(Gst):
 
 # --------------------------------------------------------------------------- test source
 def test_odd_width_frames_are_zero_copy_views_of_mapped_memory():
-    seen = Collector(keep=1)
     cam = camera("odd", {"kind": "test", "pattern": "smpte", "width": 150, "height": 20, "fps": 30})
-    src = open_source(cam, seen)
-    src.start()
-    try:
-        assert seen.wait_for(5), src.stats.as_dict()
-    finally:
-        stopped(src)
+    seen, _ = capture_frames(cam, 5, keep=1)
     first = seen.seen[0]
     assert first.shape == (20, 150, 3) and not first.writeable
     assert [s.seq for s in seen.seen] == list(range(1, len(seen.seen) + 1))
@@ -137,14 +131,8 @@ def test_maps_and_unmaps_balance_over_thousands_of_frames():
 
 
 def test_frame_size_scales_in_the_pipeline():
-    seen = Collector()
     cam = camera("small", {"kind": "test", "width": 640, "height": 480}, frame_size=(320, 200))
-    src = open_source(cam, seen)
-    src.start()
-    try:
-        assert seen.wait_for(2, 20)
-    finally:
-        stopped(src)
+    seen, _ = capture_frames(cam, 2, timeout=20)
     assert seen.seen[0].shape == (200, 320, 3)
 
 
@@ -244,15 +232,9 @@ def test_missing_file_at_run_time_is_retried(assets, tmp_path):
 
 
 def test_pipeline_override_runs_and_bad_ones_fail_at_start():
-    seen = Collector()
     description = "videotestsrc is-live=true ! capsfilter caps=video/x-raw,width=64,height=48"
     good = {"kind": "pipeline", "description": description}
-    src = open_source(camera("custom", good), seen)
-    src.start()
-    try:
-        assert seen.wait_for(3, 20)
-    finally:
-        stopped(src)
+    seen, _ = capture_frames(camera("custom", good), 3, timeout=20)
     assert seen.seen[0].shape == (48, 64, 3)
     with pytest.raises(SourceError, match="does not parse"):
         open_source(camera("bad", {"kind": "pipeline", "description": "videotestsrc ! ! nosuchelement"}), seen)
@@ -323,16 +305,10 @@ def test_yuv_frames_are_converted_once_into_the_ring(fmt: str, w: int, h: int) -
     """A decoder's YUV output becomes BGR on the way into the ring slot (no videoconvert to BGR)."""
     frames = {}
     for kind in ("BGR", fmt):
-        seen = Collector(keep=1)
         caps = f"video/x-raw,format={kind},width={w},height={h}"
         desc = f"videotestsrc is-live=true pattern=smpte ! capsfilter caps={caps}"
-        ring = FrameRing(3)
-        src = open_source(camera(f"yuv{kind}", {"kind": "pipeline", "description": desc}), seen, ring)
-        src.start()
-        try:
-            assert seen.wait_for(3), src.stats.as_dict()
-        finally:
-            stopped(src)
+        cam = camera(f"yuv{kind}", {"kind": "pipeline", "description": desc})
+        seen, _ = capture_frames(cam, 3, ring=FrameRing(3), keep=1)
         frames[kind] = seen.images[0]
         assert seen.images[0].shape == (h, w, 3)
     # The seven top bars, sampled at their centres (bar edges blur with 4:2:0 chroma).

@@ -14,7 +14,16 @@ from typing import Callable, Iterator, List
 from urllib.parse import quote
 
 import pytest
-from capture_helpers import Collector, camera, native_threads, python_threads, rss_mb, stopped, wait_until
+from capture_helpers import (
+    Collector,
+    camera,
+    capture_frames,
+    native_threads,
+    python_threads,
+    rss_mb,
+    stopped,
+    wait_until,
+)
 from edge_testkit import free_port
 from rtsp_server import RtspServer, encoded_media
 
@@ -63,13 +72,7 @@ def secret_free(texts: List[str]) -> None:
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_rtsp_delivers_frames(servers, h264, transport):
     srv = servers(h264)
-    seen = Collector()
-    src = open_source(camera("cam", rtsp(srv.url(), transport=transport)), seen)
-    src.start()
-    try:
-        assert seen.wait_for(5, 30), src.stats.as_dict()
-    finally:
-        stopped(src)
+    seen, src = capture_frames(camera("cam", rtsp(srv.url(), transport=transport)), 5, timeout=30)
     assert seen.seen[0].shape == (576, 768, 3)
     assert src.stats.reconnects == 0
 
@@ -77,13 +80,7 @@ def test_rtsp_delivers_frames(servers, h264, transport):
 def test_rtsp_h265(servers, assets, tmp_path_factory):
     media = encoded_media(assets.video, tmp_path_factory.mktemp("h265") / "vtest_h265.mp4", "h265", frames=60)
     srv = servers(media)
-    seen = Collector()
-    src = open_source(camera("hevc", rtsp(srv.url(), codec="h265")), seen)
-    src.start()
-    try:
-        assert seen.wait_for(5, 30), src.stats.as_dict()
-    finally:
-        stopped(src)
+    seen, _ = capture_frames(camera("hevc", rtsp(srv.url(), codec="h265")), 5, timeout=30)
     assert seen.seen[0].shape == (576, 768, 3)
 
 
