@@ -109,7 +109,7 @@ class _CountingSink(Sink):
 
 def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
     from edge.capture import open_source
-    from edge.daemon import camera_policy, make_sinks
+    from edge.daemon import RING_SLOTS, camera_policy, make_sinks
 
     cam = cfg.cameras[0]
     if isinstance(cam.source, FileSource):
@@ -126,7 +126,7 @@ def bench_pipeline(cfg: Config, frames: int) -> Dict[str, Any]:
     mailbox.add_camera(cam.name)
     pipeline = Pipeline(mailbox, engine, {cam.name: camera_policy(cfg, cam)}, sinks, ctx, Heartbeats())
     alloc = engine.backend.frame_allocator()
-    source = open_source(cam, mailbox.put_paced, FrameRing(4, alloc) if alloc else None)
+    source = open_source(cam, mailbox.put_paced, FrameRing(RING_SLOTS, alloc) if alloc else None)
     pipeline.start()
     source.start()
     try:

@@ -83,6 +83,13 @@ class Daemon:
         self.ready = False
         self.exit_code = 0
 
+    @property
+    def running(self) -> Pipeline:
+        """The pipeline of a started daemon."""
+        if self.pipeline is None:
+            raise RuntimeError("the daemon's pipeline has not been started")
+        return self.pipeline
+
     # ------------------------------------------------------------------ requests (any thread)
     def request(self, kind: str, arg: Any = None) -> None:
         self._requests.put((kind, arg))
@@ -158,9 +165,8 @@ class Daemon:
     def _start_source(self, cam: CameraConfig) -> None:
         from edge.capture import open_source
 
-        assert self.pipeline is not None
         self.mailbox.add_camera(cam.name)
-        alloc = self.pipeline.engine.backend.frame_allocator()
+        alloc = self.running.engine.backend.frame_allocator()
         ring = FrameRing(RING_SLOTS, alloc) if alloc is not None else None
         src = open_source(cam, self._deliver_for(cam), ring)
         self.sources[cam.name] = src
@@ -184,8 +190,7 @@ class Daemon:
             self.mailbox.remove_camera(name)
 
     def _loop(self) -> None:
-        pipeline = self.pipeline
-        assert pipeline is not None
+        pipeline = self.running
         next_status = next_stats = time.monotonic()
         while True:
             self._wake.wait(0.25)
@@ -212,8 +217,7 @@ class Daemon:
                 pipeline.control(each_sink(partial(_publish_stats, stats=self.stats())))
 
     def _check_ready(self, now: float) -> None:
-        assert self.pipeline is not None
-        if self.pipeline.first_inference.is_set():
+        if self.running.first_inference.is_set():
             self.ready = True
             self.notifier.ready(self.status_line())
             log.info("ready: first frame inferred")
@@ -255,8 +259,7 @@ class Daemon:
 
     def apply_config(self, new: Config, engine: Optional[Engine]) -> None:
         """Switch to ``new`` (already validated); ``engine`` replaces the engine when given."""
-        pipeline = self.pipeline
-        assert pipeline is not None
+        pipeline = self.running
         old = self.cfg
         if engine is not None:
             pipeline.swap_engine(engine)

@@ -81,8 +81,7 @@ def apply_command(daemon: Daemon, cmd: Dict[str, Any]) -> Dict[str, Any]:
         index = _camera(cfg, camera)
         if not cfg.cameras[index].enabled:
             raise EdgeError(f"camera {camera!r} is disabled", "enable it first")
-        assert daemon.pipeline is not None
-        daemon.pipeline.request_snapshot(str(camera))
+        daemon.running.request_snapshot(str(camera))
         return {"ok": True, "camera": camera, "snapshot": "requested"}
     if name == "reload":
         # Validate now so the answer can name a problem, apply after answering: the reload

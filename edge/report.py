@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 def camera_stats(d: Daemon) -> Dict[str, Dict[str, Any]]:
     """Per camera; ``frames`` = ``published`` + ``dropped_unread`` + ``skipped`` once drained."""
-    assert d.pipeline is not None
-    rates = d.pipeline.processed.rates(d.sources)
+    pipeline = d.running
+    rates = pipeline.processed.rates(d.sources)
     mailbox = d.mailbox.counters()
     out = {}
     for name, src in {**d.stopped_sources, **d.sources}.items():
@@ -23,11 +23,11 @@ def camera_stats(d: Daemon) -> Dict[str, Dict[str, Any]]:
         cam = src.stats.as_dict()
         cam.update(
             fps=rates.get(name, 0.0),
-            published=d.pipeline.published_by_camera.get(name, 0),
+            published=pipeline.published_by_camera.get(name, 0),
             dropped=unread + src.stats.dropped,
             dropped_unread=unread,
             dropped_no_buffer=src.stats.dropped,
-            skipped=d.pipeline.skipped.get(name, 0),
+            skipped=pipeline.skipped.get(name, 0),
             where=src.where,
         )
         out[name] = cam
@@ -48,8 +48,7 @@ def status_line(d: Daemon) -> str:
 
 def status_payload(d: Daemon) -> Dict[str, Any]:
     """The retained status message."""
-    assert d.pipeline is not None
-    info = d.pipeline.engine.backend.info
+    info = d.running.engine.backend.info
     return {
         "version": __version__,
         "device": d.cfg.device,
@@ -64,15 +63,15 @@ def status_payload(d: Daemon) -> Dict[str, Any]:
 
 def stats(d: Daemon, final: bool = False) -> Dict[str, Any]:
     """The periodic stats message (``final`` once, after the shutdown drain)."""
-    assert d.pipeline is not None
+    pipeline = d.running
     out: Dict[str, Any] = {
         "final": final,
         "uptime_s": round(time.time() - d.started, 1),
         "cameras": camera_stats(d),
-        "latency_ms": d.pipeline.latency.summary(),
-        "published": d.pipeline.published,
+        "latency_ms": pipeline.latency.summary(),
+        "published": pipeline.published,
     }
-    for s in d.pipeline.sinks:
+    for s in pipeline.sinks:
         out.update(s.stats())
     out["system"] = system_stats()
     return out

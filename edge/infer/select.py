@@ -15,7 +15,6 @@ from edge.preprocess.base import InputGeometry
 log = logging.getLogger(__name__)
 
 
-
 def tensorrt_importable() -> bool:
     try:
         from edge.infer.tensorrt import tensorrt_available

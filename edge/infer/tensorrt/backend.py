@@ -29,7 +29,6 @@ from edge.infer.tensorrt.runner import EngineLoadError, TensorRtRunner
 log = logging.getLogger(__name__)
 
 
-
 def open_backend(
     model: ModelConfig,
     backend: BackendConfig,
